@@ -1,0 +1,37 @@
+"""``bmbench``: the entry point and the command tree."""
+
+from __future__ import annotations
+
+import typer
+
+from bmbench import __version__
+from bmbench.cli import data_cmd, score_cmd, splits_cmd
+
+app = typer.Typer(
+    name="bmbench",
+    help="A reproducible benchmark for bone-marrow cell classification (21 classes, Matek et al. 2021 data).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(data_cmd.app, name="data")
+app.add_typer(splits_cmd.app, name="splits")
+app.command("score")(score_cmd.score)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"bmbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """bmbench: fixed published splits, one official scorer, reference submissions and a leaderboard."""
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,294 @@
+"""Published split files on disk: the registry of split names, building, hash-checked loading, verifying.
+
+A split named ``<name>`` lives in ``splits/<name>.csv`` with its SHA-256 in ``splits/SHA256SUMS``
+(sha256sum format). Every reader goes through :func:`load_split`, which refuses a file whose hash does not
+match, so a result can always name the exact split it was computed on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache, cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bmbench import atomic
+from bmbench.classes import CLASS_CODES, CLASS_INDEX
+from bmbench.datasets import DatasetSpec, get_dataset
+from bmbench.errors import BmbenchError, SplitIntegrityError
+from bmbench.splits.algorithm import ROLES, TEST, SplitRow, derive_split, render_split_csv
+
+SUMS_NAME = "SHA256SUMS"
+CARD_NAME = "README.md"
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """A published split: its name, the data set it splits, the number of folds and validation fraction."""
+
+    name: str
+    dataset: DatasetSpec
+    folds: int
+    val_fraction: float
+    description: str
+
+    @property
+    def filename(self) -> str:
+        """The file name of the split inside the splits folder."""
+        return f"{self.name}.csv"
+
+    def derive(self) -> tuple[SplitRow, ...]:
+        """Re-derive the split's rows from the data set's list of ids (computed once per process)."""
+        return _derive_cached(self)
+
+    def render(self) -> bytes:
+        """The exact bytes of the published split file."""
+        return render_split_csv(self.derive(), self.folds)
+
+
+@cache
+def _derive_cached(spec: SplitSpec) -> tuple[SplitRow, ...]:
+    ids_by_class = {code: spec.dataset.image_ids(code) for code in CLASS_CODES}
+    return tuple(derive_split(spec.name, ids_by_class, folds=spec.folds, val_fraction=spec.val_fraction))
+
+
+@cache
+def split_specs() -> dict[str, SplitSpec]:
+    """All published splits, from the packaged ``splits.toml``."""
+    text = resources.files("bmbench.resources").joinpath("splits.toml").read_text(encoding="utf-8")
+    table = tomllib.loads(text)["splits"]
+    return {
+        name: SplitSpec(
+            name=name,
+            dataset=get_dataset(entry["dataset"]),
+            folds=int(entry["folds"]),
+            val_fraction=float(entry["val_fraction"]),
+            description=str(entry["description"]),
+        )
+        for name, entry in table.items()
+    }
+
+
+def get_split_spec(name: str) -> SplitSpec:
+    """Look a split up by name, with the list of known names in the error."""
+    specs = split_specs()
+    if name not in specs:
+        raise BmbenchError(f"unknown split {name!r}; published splits: {', '.join(specs)}")
+    return specs[name]
+
+
+def split_for_dataset(dataset_id: str) -> SplitSpec:
+    """The published split of a data set (``bm`` -> ``bm-cv5-v1``, ``synthetic`` -> ``synthetic-cv5-v1``)."""
+    for spec in split_specs().values():
+        if spec.dataset.id == dataset_id:
+            return spec
+    raise BmbenchError(f"no published split for data set {dataset_id!r}")
+
+
+def default_splits_dir() -> Path:
+    """``$BMBENCH_SPLITS`` if set, else the ``splits/`` folder of the bmbench checkout."""
+    env = os.environ.get("BMBENCH_SPLITS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3] / "splits"
+
+
+def sha256_hex(data: bytes) -> str:
+    """Hex SHA-256 of bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_sums(splits_dir: Path) -> dict[str, str]:
+    """Parse ``SHA256SUMS`` (``<hex>  <file>`` lines) into file name -> hash."""
+    path = splits_dir / SUMS_NAME
+    if not path.is_file():
+        raise SplitIntegrityError(
+            f"{path} is missing: the published hashes are needed to check any split. "
+            "Restore it from the bmbench repository (git checkout splits/) or run `bmbench splits build`."
+        )
+    sums: dict[str, str] = {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        digest, sep, name = line.partition("  ")
+        if not sep or len(digest) != 64 or not name:
+            raise SplitIntegrityError(f"{path}, line {lineno}: expected '<sha256>  <file name>', got {line!r}")
+        sums[name.lstrip("*")] = digest.lower()
+    return sums
+
+
+def render_sums(hashes: dict[str, str]) -> str:
+    """``SHA256SUMS`` text for file name -> hash, sorted by name."""
+    return "".join(f"{digest}  {name}\n" for name, digest in sorted(hashes.items()))
+
+
+@dataclass(frozen=True)
+class Split:
+    """A loaded, hash-checked split: ids, labels (class indices) and roles (n images x k folds)."""
+
+    spec: SplitSpec
+    sha256: str
+    path: Path
+    image_ids: np.ndarray
+    labels: np.ndarray
+    roles: np.ndarray = field(repr=False)
+    id_strings: Any = field(default=None, repr=False, compare=False)
+    """The ids as parsed (a pandas string Series), kept to build the look-up index cheaply."""
+
+    @property
+    def name(self) -> str:
+        """The split's name."""
+        return self.spec.name
+
+    @property
+    def folds(self) -> int:
+        """Number of folds."""
+        return self.spec.folds
+
+    @cached_property
+    def test_fold(self) -> np.ndarray:
+        """The fold in which each image is tested."""
+        return np.argmax(self.roles == TEST, axis=1).astype(np.int8)
+
+    @cached_property
+    def id_index(self):  # -> pandas.Index; pandas imported lazily with the split
+        """A hash index from image id to row position (fast bulk look-ups)."""
+        import pandas as pd
+
+        return pd.Index(self.id_strings if self.id_strings is not None else self.image_ids)
+
+    def members(self, fold: int, role: str) -> np.ndarray:
+        """Row positions of the images that play ``role`` (train/val/test) in ``fold``."""
+        return np.flatnonzero(self.roles[:, fold] == ROLES.index(role))
+
+    def provenance(self) -> dict[str, str]:
+        """What every result records about its split: name, SHA-256 and data set id."""
+        return {"name": self.name, "sha256": self.sha256, "dataset": self.spec.dataset.id}
+
+
+def load_split(name: str, splits_dir: Path | None = None) -> Split:
+    """Read ``<splits_dir>/<name>.csv`` after checking its SHA-256 against ``SHA256SUMS``."""
+    spec = get_split_spec(name)
+    folder = splits_dir or default_splits_dir()
+    path = folder / spec.filename
+    if not path.is_file():
+        raise SplitIntegrityError(
+            f"split file {path} is missing. Restore it (git checkout splits/) or regenerate it with "
+            "`bmbench splits build`, or point BMBENCH_SPLITS at the folder that holds it."
+        )
+    data = path.read_bytes()
+    expected = read_sums(folder).get(spec.filename)
+    digest = sha256_hex(data)
+    if expected is None:
+        raise SplitIntegrityError(f"{folder / SUMS_NAME} has no hash for {spec.filename}; it cannot be trusted.")
+    if digest != expected:
+        raise SplitIntegrityError(
+            f"{path} has SHA-256 {digest}, but {SUMS_NAME} publishes {expected}: the split was modified. "
+            "Restore it with `git checkout splits/` (or `bmbench splits build`); results on a modified "
+            "split are not comparable."
+        )
+    return _parse_split(spec, path, data, digest)
+
+
+def _parse_split(spec: SplitSpec, path: Path, data: bytes, digest: str) -> Split:
+    """Parse a split file whose hash was checked; structural checks guard against a forged SHA256SUMS."""
+    import pandas as pd
+
+    header = ["image_id", "label", *(f"fold{f}" for f in range(spec.folds))]
+    # Default (Arrow-backed) strings parse several times faster than object or categorical dtypes.
+    frame = pd.read_csv(io.BytesIO(data), na_filter=False)
+    if list(frame.columns) != header:
+        raise SplitIntegrityError(f"{path}: header must be {','.join(header)}")
+
+    def codes(column: str, mapping: dict[str, int]) -> np.ndarray:
+        """Map a column through ``mapping`` via its few distinct values (factorize), not per row."""
+        row_codes, uniques = pd.factorize(frame[column])
+        lookup = np.array([mapping.get(str(u), -1) for u in uniques], dtype=np.int16)
+        out = lookup[row_codes]
+        if (out < 0).any():
+            raise SplitIntegrityError(f"{path}: column {column} holds a value outside {', '.join(mapping)}")
+        return out
+
+    labels = codes("label", CLASS_INDEX)
+    role_codes = {role: i for i, role in enumerate(ROLES)}
+    roles = np.stack([codes(f"fold{f}", role_codes) for f in range(spec.folds)], axis=1).astype(np.uint8)
+    if not ((roles == TEST).sum(axis=1) == 1).all():
+        raise SplitIntegrityError(f"{path}: every image must be in exactly one test fold")
+    return Split(
+        spec=spec,
+        sha256=digest,
+        path=path,
+        image_ids=frame["image_id"].to_numpy(dtype=object),
+        id_strings=frame["image_id"],
+        labels=labels,
+        roles=roles,
+    )
+
+
+@dataclass(frozen=True)
+class SplitCheck:
+    """Result of re-deriving one published split and comparing it with the files on disk."""
+
+    name: str
+    sha256: str | None
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when file, hash and card agree with the re-derivation."""
+        return not self.problems
+
+
+def build_splits(splits_dir: Path) -> list[Path]:
+    """Write every published split, ``SHA256SUMS`` and the split card, each atomically."""
+    from bmbench.splits.card import render_card
+
+    written: list[Path] = []
+    hashes: dict[str, str] = {}
+    for spec in split_specs().values():
+        data = spec.render()
+        atomic.write_bytes(splits_dir / spec.filename, data)
+        hashes[spec.filename] = sha256_hex(data)
+        written.append(splits_dir / spec.filename)
+    atomic.write_text(splits_dir / SUMS_NAME, render_sums(hashes))
+    atomic.write_text(splits_dir / CARD_NAME, render_card(hashes))
+    return [*written, splits_dir / SUMS_NAME, splits_dir / CARD_NAME]
+
+
+def verify_splits(splits_dir: Path) -> list[SplitCheck]:
+    """Re-derive every published split and check file bytes, ``SHA256SUMS`` and the card."""
+    from bmbench.splits.card import render_card
+
+    try:
+        sums = read_sums(splits_dir)
+    except SplitIntegrityError as err:
+        return [SplitCheck(SUMS_NAME, None, (err.message,))]
+    checks: list[SplitCheck] = []
+    derived_hashes: dict[str, str] = {}
+    for spec in split_specs().values():
+        problems: list[str] = []
+        expected = spec.render()
+        derived_hashes[spec.filename] = sha256_hex(expected)
+        path = splits_dir / spec.filename
+        actual = path.read_bytes() if path.is_file() else None
+        if actual is None:
+            problems.append(f"{path} is missing")
+        elif actual != expected:
+            problems.append(f"{path} differs from the re-derived split")
+        if sums.get(spec.filename) != derived_hashes[spec.filename]:
+            problems.append(f"{SUMS_NAME} entry for {spec.filename} is not the re-derived hash")
+        checks.append(SplitCheck(spec.name, derived_hashes[spec.filename], tuple(problems)))
+    extra = sorted(set(sums) - set(derived_hashes))
+    card = splits_dir / CARD_NAME
+    card_problems = [f"{SUMS_NAME} lists unknown files: {', '.join(extra)}"] if extra else []
+    if not card.is_file() or card.read_text(encoding="utf-8") != render_card(derived_hashes):
+        card_problems.append(f"{card} is missing or out of date")
+    checks.append(SplitCheck(CARD_NAME, None, tuple(card_problems)))
+    return checks

@@ -1,0 +1,55 @@
+"""Scorer speed on the full BM split: 171,374 rows with all 21 probability columns.
+
+The target is that validating and scoring cost about one ``pandas.read_csv`` of the same file. Run with
+``make bench`` to record timings (pytest-benchmark); in ``make test`` it runs once as a plain test.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bmbench.classes import CLASS_CODES, NUM_CLASSES
+from bmbench.scoring.score import score_file
+from bmbench.splits.store import Split
+
+MAX_RATIO = 10.0
+"""Generous bound for a loaded 2-core CI machine; measured ratios are in docs/performance.md."""
+
+
+@pytest.fixture(scope="module")
+def full_predictions(tmp_path_factory: pytest.TempPathFactory, bm_split: Split) -> Path:
+    rng = np.random.default_rng(0)
+    n = len(bm_split.image_ids)
+    probs = rng.dirichlet(np.ones(NUM_CLASSES), size=n).astype(np.float32)
+    probs /= probs.sum(axis=1, keepdims=True)
+    pred = np.where(rng.random(n) < 0.8, bm_split.labels, probs.argmax(axis=1))
+    frame = pd.DataFrame({"image_id": bm_split.image_ids, "fold": bm_split.test_fold,
+                          "pred": np.array(CLASS_CODES)[pred]})
+    frame[[f"p_{c}" for c in CLASS_CODES]] = probs
+    path = tmp_path_factory.mktemp("bench") / "preds.csv"
+    frame.to_csv(path, index=False, float_format="%.6f")
+    return path
+
+
+def _best_of(n: int, func) -> float:
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def test_score_full_file_costs_about_one_read_csv(full_predictions: Path, benchmark) -> None:
+    read = _best_of(3, lambda: pd.read_csv(full_predictions))
+    score = _best_of(3, lambda: score_file(full_predictions, "bm-cv5-v1"))
+    benchmark.extra_info.update({"read_csv_s": read, "score_s": score, "ratio": score / read})
+    result = benchmark.pedantic(score_file, args=(full_predictions, "bm-cv5-v1"), rounds=1, iterations=1)
+    assert result["predictions"]["rows"] == 171_374
+    print(f"\nread_csv {read:.3f} s, validate+score {score:.3f} s, ratio {score / read:.2f}")
+    assert score / read < MAX_RATIO

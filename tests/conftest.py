@@ -1,0 +1,80 @@
+"""Shared fixtures: loaded splits and a writer of valid (or deliberately broken) predictions files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bmbench.classes import CLASS_CODES, NUM_CLASSES
+from bmbench.splits.store import Split, load_split
+
+PredsWriter = Callable[..., Path]
+
+
+@pytest.fixture(scope="session")
+def synthetic_split() -> Split:
+    return load_split("synthetic-cv5-v1")
+
+
+@pytest.fixture(scope="session")
+def bm_split() -> Split:
+    return load_split("bm-cv5-v1")
+
+
+def prediction_rows(
+    split: Split, folds: Sequence[int], *, accuracy: float = 0.7, probs: bool = True, seed: int = 0
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """CSV lines (without header) predicting the test images of ``folds``; also true and predicted labels."""
+    rng = np.random.default_rng(seed)
+    lines: list[str] = []
+    true_all: list[int] = []
+    pred_all: list[int] = []
+    for fold in folds:
+        for pos in split.members(fold, "test"):
+            true = int(split.labels[pos])
+            pred = true if rng.random() < accuracy else int(rng.integers(NUM_CLASSES))
+            cells = [str(split.image_ids[pos]), str(fold), CLASS_CODES[pred]]
+            if probs:
+                p = rng.dirichlet(np.ones(NUM_CLASSES))
+                cells += [f"{v:.8f}" for v in p / p.sum()]
+            lines.append(",".join(cells))
+            true_all.append(true)
+            pred_all.append(pred)
+    return lines, np.array(true_all), np.array(pred_all)
+
+
+def header(probs: bool = True) -> str:
+    return ",".join(["image_id", "fold", "pred", *([f"p_{c}" for c in CLASS_CODES] if probs else [])])
+
+
+@pytest.fixture
+def write_preds(tmp_path: Path, synthetic_split: Split) -> PredsWriter:
+    """Write a valid predictions file for the synthetic split; ``mutate`` may edit its lines first."""
+
+    def _write(
+        folds: Sequence[int] = (0, 1, 2, 3, 4),
+        *,
+        probs: bool = True,
+        mutate: Callable[[list[str]], list[str]] | None = None,
+        name: str = "preds.csv",
+    ) -> Path:
+        lines, _, _ = prediction_rows(synthetic_split, folds, probs=probs)
+        all_lines = [header(probs), *lines]
+        if mutate is not None:
+            all_lines = mutate(all_lines)
+        path = tmp_path / name
+        path.write_text("\n".join(all_lines) + "\n", encoding="utf-8")
+        return path
+
+    return _write
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests never read the user's data, cache or split overrides: a per-session temporary cache."""
+    monkeypatch.setenv("BMBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "bmbench-cache"))
+    monkeypatch.delenv("BMBENCH_DATA", raising=False)
+    monkeypatch.delenv("BMBENCH_SPLITS", raising=False)
