@@ -25,7 +25,7 @@ from bmbench.scoring.metrics import (
 )
 from bmbench.scoring.score import score_confusions
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parents[1] / "benchmark" / "bmbench" / "resources" / "paper"
 
 
 def _random_fold(seed: int, n: int = 3000) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ from bmbench.errors import SplitIntegrityError
 from bmbench.splits.algorithm import derive_split, n_val, split_key
 from bmbench.splits.store import SUMS_NAME, build_splits, default_splits_dir, load_split, verify_splits
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parents[1] / "benchmark" / "bmbench" / "resources" / "paper"
 SPLITS = default_splits_dir()
 
 
