@@ -19,8 +19,9 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/bmbench splits verify
 	$(BIN)/bmbench data verify --data synthetic
-	$(BIN)/python scripts/demo_predictions.py --out $(DEMO)/predictions.csv
-	$(BIN)/bmbench score $(DEMO)/predictions.csv --split synthetic-cv5-v1 --json $(DEMO)/score.json
+	$(BIN)/bmbench run submissions/baseline_majority --data synthetic --out $(DEMO) --resume
+	$(BIN)/bmbench run submissions/baseline_features_logreg --data synthetic --out $(DEMO) --resume
+	$(BIN)/bmbench run submissions/demo_cnn --data synthetic --out $(DEMO) --resume
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bmbench.classes import CLASS_CODES, NUM_CLASSES
-from bmbench.splits.store import Split, load_split
+from bmbench.classes import CLASS_CODES, CLASS_INDEX, NUM_CLASSES
+from bmbench.datasets import DatasetSpec
+from bmbench.splits.algorithm import ROLES, derive_split
+from bmbench.splits.store import Split, SplitSpec, load_split
 
 PredsWriter = Callable[..., Path]
 
@@ -78,3 +80,43 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pyt
     monkeypatch.setenv("BMBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "bmbench-cache"))
     monkeypatch.delenv("BMBENCH_DATA", raising=False)
     monkeypatch.delenv("BMBENCH_SPLITS", raising=False)
+
+
+def make_split(ids_by_class: Mapping[str, Sequence[str]], name: str = "baselines-test") -> Split:
+    """A 5-fold split of ``ids_by_class`` built with the published algorithm (not hash-checked)."""
+    rows = derive_split(name, ids_by_class, folds=5, val_fraction=0.2)
+    counts = tuple(len(ids_by_class.get(code, ())) for code in CLASS_CODES)
+    spec = SplitSpec(
+        name=name,
+        dataset=DatasetSpec(id="baselines-test", title="baselines test set", synthetic=True, counts=counts),
+        folds=5,
+        val_fraction=0.2,
+        description="a split built by the baseline tests",
+    )
+    return Split(
+        spec=spec,
+        sha256="0" * 64,
+        path=Path(f"{name}.csv"),
+        image_ids=np.array([r.image_id for r in rows], dtype=object),
+        labels=np.array([CLASS_INDEX[r.label] for r in rows], dtype=np.int16),
+        roles=np.array([[ROLES.index(role) for role in r.roles] for r in rows], dtype=np.uint8),
+    )
+
+
+TINY_PER_CLASS = 15
+
+
+@pytest.fixture(scope="session")
+def tiny_image_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[Split, list[Path]]:
+    """A generated 15-images-per-class set and a 5-fold split of it (published algorithm, not hash-checked)."""
+    from bmbench.data.layout import scan_data
+    from bmbench.data.synthetic import generate_synthetic
+
+    root = generate_synthetic(tmp_path_factory.mktemp("tiny"), seed=1,
+                              counts=dict.fromkeys(CLASS_CODES, TINY_PER_CLASS), workers=2)
+    index = scan_data(root)
+    ids_by_class: dict[str, list[str]] = {code: [] for code in CLASS_CODES}
+    for record in index.records:
+        ids_by_class[record.code].append(record.image_id)
+    split = make_split(ids_by_class, name="tiny-test")
+    return split, index.paths_for(split.image_ids, split.name)

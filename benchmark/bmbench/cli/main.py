@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from bmbench import __version__
-from bmbench.cli import data_cmd, score_cmd, splits_cmd
+from bmbench.cli import data_cmd, run_cmd, score_cmd, splits_cmd, submissions_cmd
 
 app = typer.Typer(
     name="bmbench",
@@ -16,6 +16,9 @@ app = typer.Typer(
 )
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(splits_cmd.app, name="splits")
+app.add_typer(submissions_cmd.app, name="submissions")
+app.command("run")(run_cmd.run)
+app.command("merge")(run_cmd.merge)
 app.command("score")(score_cmd.score)
 
 

@@ -18,6 +18,7 @@ import csv
 import gc
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,6 +89,18 @@ class DataIndex:
         for r in self.records:
             out[r.code] += 1
         return out
+
+    def paths_for(self, image_ids: Iterable[str], split_name: str) -> list[Path]:
+        """The files of ``image_ids`` in that order; refuses data that lacks any of them."""
+        by_id = self.by_id()
+        ids = [str(i) for i in image_ids]
+        missing = [i for i in ids if i not in by_id]
+        if missing:
+            raise BmbenchError(
+                f"{len(missing)} images of split {split_name} are missing from {self.root} (e.g. "
+                f"{', '.join(missing[:5])}). Check the folder with `bmbench data verify --data {self.root}`."
+            )
+        return [by_id[i].path for i in ids]
 
 
 def _not_found(path: Path, reason: str) -> DataNotFoundError:

@@ -1,0 +1,130 @@
+"""``bmbench run`` and ``bmbench merge``: the main job, and combining folds run on several machines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from bmbench.cli.common import console, err_console, user_errors
+
+
+class RichLoopProgress:
+    """Rich progress bars for the training loop: one bar per epoch with images/s and ETA."""
+
+    def __init__(self) -> None:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                 console=err_console)
+        self.task: Any = None
+        self.images = 0
+
+    def __enter__(self) -> RichLoopProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def features(self, images: int) -> None:
+        """Progress of the features baseline's extraction (count of images done)."""
+        if self.task is None:
+            self.task = self.progress.add_task("extracting features", total=None, rate="")
+        self.progress.update(self.task, advance=images)
+
+    def epoch_start(self, fold: int, epoch: int, epochs: int, steps: int) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task(f"fold {fold} epoch {epoch + 1}/{epochs}", total=steps, rate="")
+
+    def step(self, images: int) -> None:
+        task = self.progress.tasks[-1]
+        elapsed = task.elapsed or 0.0
+        self.images = images * (task.completed + 1)
+        rate = f"{self.images / elapsed:,.0f} img/s" if elapsed > 0 else ""
+        self.progress.update(self.task, advance=1, rate=rate)
+
+    def epoch_end(self, record: Any) -> None:
+        mark = " *" if record.best else ""
+        self.progress.console.print(
+            f"fold {record.fold} ep {record.epoch + 1:>2} | loss {record.train_loss:.3f}/{record.val_loss:.3f} "
+            f"| acc {record.train_accuracy:.3f}/{record.val_accuracy:.3f}{mark:2} | lr {record.lr:.2g} "
+            f"| {record.images_per_s:,.0f} img/s | {record.seconds:.0f} s",
+            highlight=False,
+        )
+
+
+def _parse_folds(folds: str | None) -> tuple[int, ...] | None:
+    from bmbench.errors import BmbenchError
+
+    if folds is None:
+        return None
+    try:
+        return tuple(sorted({int(f) for f in folds.split(",") if f.strip()}))
+    except ValueError:
+        raise BmbenchError(f"--folds takes fold numbers separated by commas (e.g. 0,3), not {folds!r}") from None
+
+
+def _summary(result: Any) -> None:
+    from rich.table import Table
+
+    run = result.run
+    tag = " [bold red]SYNTHETIC DATA[/]" if run["data"]["synthetic"] else ""
+    smoke = " [bold yellow]SMOKE RUN — not comparable[/]" if run["smoke"] else ""
+    table = Table(title=f"{run['submission']['name']} on {run['split']['name']}{tag}{smoke}", title_justify="left")
+    for column in ("fold", "best epoch", "val acc", "lr", "seconds", "device-hours"):
+        table.add_column(column, justify="right")
+    for fold in result.folds:
+        table.add_row(str(fold["fold"]), str(fold.get("best_epoch", "-")), f"{fold['best_val_accuracy']:.3f}",
+                      f"{fold['lr']:.3g}" if fold.get("lr") else "-", f"{fold['seconds']:.1f}",
+                      f"{fold['device_hours']:.3f}")
+    console.print(table)
+    s = result.score["summary"]
+    console.print(
+        f"macro F1 {s['macro_f1']['mean']:.3f}"
+        + (f" ± {s['macro_f1']['std']:.3f}" if s["macro_f1"]["std"] is not None else "")
+        + f" | balanced accuracy {s['balanced_accuracy']['mean']:.3f} | paper-convention P/R/F1 "
+        f"{s['precision']['mean']:.3f} / {s['recall']['mean']:.3f} / {s['f1']['mean']:.3f}"
+    )
+    console.print(f"results in {result.run_dir} (predictions.csv, score.json, run.json)")
+
+
+@user_errors
+def run(
+    submission: str = typer.Argument(..., help="Submission folder (submissions/regnet_imagenet_cd) or name."),
+    data: str | None = typer.Option(None, "--data", help="BM data folder or 'synthetic' (default $BMBENCH_DATA)."),
+    folds: str | None = typer.Option(None, "--folds", help="Folds to run, e.g. 0,3 (default: all five)."),
+    out: Path = typer.Option(Path("runs"), "--out", help="Runs folder; results go to OUT/<submission>/<dataset>/."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Override epochs (smoke run: not comparable)."),
+    max_steps: int | None = typer.Option(None, "--max-steps", min=1,
+                                         help="Cap training steps per epoch (smoke run: not comparable)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue a run: keep finished folds, resume the rest."),
+    seed: int = typer.Option(0, "--seed", help="Seed of sampling, augmentation and initialisation."),
+) -> None:
+    """Train and evaluate a submission on the published split, then score it (predictions.csv, score.json, run.json)."""
+    from bmbench.submissions.registry import resolve_submission
+    from bmbench.training.run import RunOptions, run_submission
+
+    loaded = resolve_submission(submission)
+    options = RunOptions(data=data, folds=_parse_folds(folds), out=out, device=device, epochs=epochs,
+                         max_steps=max_steps, resume=resume, seed=seed)
+    with RichLoopProgress() as progress:
+        result = run_submission(loaded, options, progress=progress, feature_progress=progress.features)
+    _summary(result)
+
+
+@user_errors
+def merge(
+    run_dirs: list[Path] = typer.Argument(..., help="Run folders (OUT/<submission>/<dataset>) holding some folds."),
+    out: Path = typer.Option(..., "--out", help="Folder for the merged run."),
+) -> None:
+    """Combine folds run on different machines into one run, and score it."""
+    from bmbench.training.merge import merge_runs
+
+    result = merge_runs(run_dirs, out)
+    _summary(result)

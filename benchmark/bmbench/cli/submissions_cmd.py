@@ -1,0 +1,50 @@
+"""``bmbench submissions``: list and describe submissions without downloading any weights."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from bmbench.cli.common import console, user_errors
+
+app = typer.Typer(help="List and describe the submissions (reference recipes, baselines, your own).",
+                  no_args_is_help=True)
+
+
+@app.command("list")
+@user_errors
+def list_() -> None:
+    """Every submission under submissions/ with its backbone and initialisation."""
+    from rich.table import Table
+
+    from bmbench.submissions.registry import default_submissions_dir, list_submissions
+
+    table = Table(title=f"Submissions in {default_submissions_dir()}", title_justify="left")
+    for column in ("name", "backbone", "init", "epochs", "lr"):
+        table.add_column(column)
+    for loaded in list_submissions():
+        sub = loaded.submission
+        table.add_row(sub.name, sub.backbone, sub.init, str(sub.recipe.epochs), str(sub.recipe.lr))
+    console.print(table)
+
+
+@app.command("describe")
+@user_errors
+def describe(
+    name: str = typer.Argument(..., help="Submission name or folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print the resolved configuration as JSON."),
+) -> None:
+    """The resolved configuration: backbone, init, trainable parameters (21-class head), weights, recipe."""
+    from bmbench.submissions.describe import describe_submission
+    from bmbench.submissions.registry import resolve_submission
+
+    info = describe_submission(resolve_submission(name))
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    for key, value in info.items():
+        if key != "recipe":
+            console.print(f"[bold]{key}[/]: {value}")
+    console.print("[bold]recipe[/]:")
+    console.print_json(data=info["recipe"])

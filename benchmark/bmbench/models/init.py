@@ -1,0 +1,160 @@
+"""Initialisations: random, ImageNet (the libraries' own weights) and in-domain checkpoints (weights cache).
+
+* ``random``: the architecture's default initialisation, seeded by the run.
+* ``imagenet``: torchvision weights through ``torch.hub``'s cache (``$TORCH_HOME/hub/checkpoints``), timm
+  weights through timm's own mechanism. Offline and not cached: a clear error, never random weights.
+* ``pcam``, ``cd``, ``imagenet+pcam``, ``imagenet+cd``: checkpoints that ``bmbench pretrain`` writes into the
+  weights cache (``$BMBENCH_WEIGHTS``, default ``<cache>/weights``), each with a JSON metadata file that
+  records its SHA-256; the in-domain head is dropped and a fresh 21-class head is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bmbench.data.source import cache_dir
+from bmbench.errors import BmbenchError
+from bmbench.models.backbones import build_backbone, head_name, imagenet_weights_name, replace_head
+from bmbench.submissions.schema import LoadedSubmission
+
+WEIGHTS_ENV = "BMBENCH_WEIGHTS"
+IN_DOMAIN = {"pcam": ("pcam", "random"), "cd": ("cd", "random"),
+             "imagenet+pcam": ("pcam", "imagenet"), "imagenet+cd": ("cd", "imagenet")}
+"""In-domain initialisation -> (pre-training data set, the init the pre-training started from)."""
+
+
+def weights_dir() -> Path:
+    """The weights cache for in-domain checkpoints: ``$BMBENCH_WEIGHTS`` or ``<bmbench cache>/weights``."""
+    env = os.environ.get(WEIGHTS_ENV)
+    return Path(env) if env else cache_dir() / "weights"
+
+
+def backbone_slug(backbone: str) -> str:
+    """A file-system-safe name for a backbone spec (``torchvision:regnet_y_32gf`` -> ``torchvision-regnet_y_32gf``)."""
+    return backbone.replace(":", "-").replace("/", "-")
+
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    """Where an in-domain checkpoint of a backbone lives, and the command that produces it."""
+
+    backbone: str
+    init: str
+
+    @property
+    def path(self) -> Path:
+        return weights_dir() / backbone_slug(self.backbone) / f"{self.init}.pt"
+
+    @property
+    def meta_path(self) -> Path:
+        return self.path.with_suffix(".json")
+
+    @property
+    def command(self) -> str:
+        dataset, start = IN_DOMAIN[self.init]
+        return f"bmbench pretrain --dataset {dataset} --backbone {self.backbone} --init {start} --data PATH"
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, streamed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_in_domain_checkpoint(ref: CheckpointRef) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The state dict and metadata of an in-domain checkpoint, after checking its recorded SHA-256."""
+    if not ref.path.is_file() or not ref.meta_path.is_file():
+        raise BmbenchError(
+            f"the {ref.init} initialisation of {ref.backbone} needs the checkpoint {ref.path} (and its "
+            f"{ref.meta_path.name}), which is not in the weights cache {weights_dir()}. Produce it with:\n"
+            f"  {ref.command}\nor copy a checkpoint made elsewhere into that folder (set {WEIGHTS_ENV} to use "
+            "another cache)."
+        )
+    meta = json.loads(ref.meta_path.read_text(encoding="utf-8"))
+    digest = sha256_file(ref.path)
+    if meta.get("sha256") != digest:
+        raise BmbenchError(
+            f"{ref.path} has SHA-256 {digest} but {ref.meta_path.name} records {meta.get('sha256')}: the "
+            f"checkpoint is corrupt or was replaced. Re-create it with:\n  {ref.command}"
+        )
+    state = torch.load(ref.path, map_location="cpu", weights_only=True)
+    return state, meta
+
+
+def _without_head(state: dict[str, torch.Tensor], head: str) -> dict[str, torch.Tensor]:
+    prefix = head + "."
+    return {k: v for k, v in state.items() if not k.startswith(prefix)}
+
+
+def _imagenet_torchvision(loaded: LoadedSubmission, num_classes: int) -> tuple[nn.Module, dict[str, Any]]:
+    import torchvision
+
+    name = imagenet_weights_name(loaded.submission.backbone)
+    if name is None:
+        raise BmbenchError(f"torchvision has no ImageNet weights for {loaded.submission.arch}")
+    enum_name, _, member = name.partition(".")
+    weights = getattr(torchvision.models, enum_name)[member]
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    try:
+        state = weights.get_state_dict(progress=False, check_hash=True)
+    except OSError as err:  # URLError, socket errors, missing files are all OSErrors
+        raise BmbenchError(
+            f"cannot load the ImageNet weights {name} for {loaded.submission.arch}: they are not in the torch "
+            f"cache ({cached}) and downloading them failed ({err}). On a machine with network access they "
+            "download automatically on first use; offline, copy the file from "
+            f"{weights.url} to {cached} (set TORCH_HOME to use another cache)."
+        ) from None
+    model = build_backbone(loaded, None)  # built only once the weights are at hand
+    model.load_state_dict(state)
+    return replace_head(model, num_classes), {"imagenet_weights": name, "weights_file": str(cached)}
+
+
+def _imagenet_timm(loaded: LoadedSubmission, num_classes: int) -> tuple[nn.Module, dict[str, Any]]:
+    import timm
+
+    arch = loaded.submission.arch
+    try:
+        model = timm.create_model(arch, pretrained=True, num_classes=num_classes)
+    except Exception as err:  # hub errors come in many types; any failure here is "weights unavailable"
+        raise BmbenchError(
+            f"cannot load timm's pretrained weights for {arch} ({type(err).__name__}: {err}). On a machine "
+            "with network access timm downloads them on first use; offline, place them in the Hugging Face "
+            "cache (HF_HOME) beforehand."
+        ) from None
+    return model, {"imagenet_weights": f"timm:{arch}"}
+
+
+def build_initialised_model(loaded: LoadedSubmission, num_classes: int) -> tuple[nn.Module, dict[str, Any]]:
+    """The submission's model with its initialisation applied, and what was loaded (for provenance)."""
+    sub = loaded.submission
+    if sub.init == "random":
+        return build_backbone(loaded, num_classes), {"init": "random"}
+    if sub.init == "imagenet":
+        build = _imagenet_timm if sub.kind == "timm" else _imagenet_torchvision
+        model, info = build(loaded, num_classes)
+        return model, {"init": "imagenet", **info}
+    if sub.init in IN_DOMAIN:
+        ref = CheckpointRef(sub.backbone, sub.init)
+        state, meta = load_in_domain_checkpoint(ref)
+        model = build_backbone(loaded, num_classes)
+        head = head_name(model)
+        missing, unexpected = model.load_state_dict(_without_head(state, head), strict=False)
+        if unexpected or any(not k.startswith(head + ".") for k in missing):
+            raise BmbenchError(
+                f"{ref.path} does not fit {sub.backbone}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            )
+        return model, {"init": sub.init, "checkpoint": str(ref.path), "checkpoint_sha256": meta["sha256"],
+                       "pretraining": {k: meta.get(k) for k in ("dataset", "init", "recipe_digest", "epochs",
+                                                               "val_accuracy")}}
+    raise BmbenchError(f"init {sub.init!r} does not apply to a neural network")

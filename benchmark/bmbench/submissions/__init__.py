@@ -1,0 +1,1 @@
+"""Submissions: folders with a validated ``submission.toml`` (and optionally ``model.py``)."""

@@ -1,0 +1,122 @@
+"""The data path: decode, augment and batch the images of a fold.
+
+A data path hands the loop iterables of ``(images, labels)`` batches. :class:`PlainDataPath` is the
+reference implementation (a torchvision ``DataLoader`` with Pillow decoding and the transforms of
+:mod:`bmbench.training.transforms`); a GPU-resident path can replace it behind the same two methods.
+Every epoch's randomness (sampling order, augmentation) derives from ``(seed, fold, epoch)``, so a resumed
+run draws exactly what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+
+from bmbench.data.decode import decode_image
+from bmbench.training.recipe import Recipe
+from bmbench.training.transforms import eval_transform, train_transform
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def epoch_seed(seed: int, fold: int, epoch: int, stream: int = 0) -> int:
+    """A 63-bit seed for one epoch of one fold (``stream`` separates e.g. the LR range test from training)."""
+    state = np.random.SeedSequence([seed, fold, epoch, stream]).generate_state(2, np.uint32)
+    return int(state.view(np.uint64)[0] >> 1)
+
+
+class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
+    """Images by path, decoded with Pillow (OpenCV fallback), transformed, with integer labels."""
+
+    def __init__(self, paths: Sequence[Path], labels: np.ndarray, transform: Callable[[Image.Image], torch.Tensor]):
+        self.paths = list(paths)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        pixels, _ = decode_image(self.paths[index])
+        return self.transform(Image.fromarray(pixels)), int(self.labels[index])
+
+
+def class_balanced_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Per-sample weights 1 / (count of its class): every class is drawn equally often in expectation."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    return 1.0 / counts[labels]
+
+
+def resolve_workers(recipe: Recipe) -> int:
+    """DataLoader workers: the recipe's number, or all usable CPUs (at most 8) for ``auto``."""
+    if recipe.num_workers != "auto":
+        return int(recipe.num_workers)
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return min(8, cpus)
+
+
+class DataPath(Protocol):
+    """What the training loop needs from a data path."""
+
+    def train_batches(self, positions: np.ndarray, epoch: int, stream: int = 0) -> Iterable[Batch]: ...
+    def eval_batches(self, positions: np.ndarray) -> Iterable[Batch]: ...
+    def train_steps(self, positions: np.ndarray) -> int: ...
+
+
+class PlainDataPath:
+    """torchvision DataLoader + Pillow transforms; the reference semantics for every other path."""
+
+    def __init__(self, recipe: Recipe, paths: Sequence[Path], labels: np.ndarray, num_classes: int,
+                 *, seed: int, fold: int, pin_memory: bool = False) -> None:
+        self.recipe = recipe
+        self.paths = list(paths)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.num_classes = num_classes
+        self.seed = seed
+        self.fold = fold
+        self.workers = resolve_workers(recipe)
+        self.pin_memory = pin_memory
+        self._train_tf = train_transform(recipe)
+        self._eval_tf = eval_transform(recipe)
+
+    def _dataset(self, positions: np.ndarray, transform: Callable[[Image.Image], torch.Tensor]) -> ImageDataset:
+        return ImageDataset([self.paths[i] for i in positions], self.labels[positions], transform)
+
+    def train_steps(self, positions: np.ndarray) -> int:
+        """Batches per epoch: the epoch length is the training set size (drop_last=False)."""
+        return -(-len(positions) // self.recipe.batch_size)
+
+    def train_batches(self, positions: np.ndarray, epoch: int, stream: int = 0) -> DataLoader:
+        """One epoch: ``len(positions)`` draws, class-balanced (with replacement) or a uniform shuffle."""
+        seed = epoch_seed(self.seed, self.fold, epoch, stream)
+        generator = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)  # augmentation randomness when loading in the main process
+        labels = self.labels[positions]
+        if self.recipe.sampler == "class_balanced":
+            weights = torch.as_tensor(class_balanced_weights(labels, self.num_classes), dtype=torch.double)
+            sampler = WeightedRandomSampler(weights, num_samples=len(positions), replacement=True, generator=generator)
+            order: dict[str, object] = {"sampler": sampler}
+        else:
+            order = {"shuffle": True}
+        # The generator also seeds the workers' augmentation (each worker's base seed is drawn from it).
+        return DataLoader(
+            self._dataset(positions, self._train_tf), batch_size=self.recipe.batch_size, num_workers=self.workers,
+            pin_memory=self.pin_memory, generator=generator, **order,
+        )
+
+    def eval_batches(self, positions: np.ndarray) -> DataLoader:
+        """Sequential batches in ``positions`` order (deterministic transforms)."""
+        return DataLoader(
+            self._dataset(positions, self._eval_tf), batch_size=max(self.recipe.batch_size, 64),
+            num_workers=self.workers, pin_memory=self.pin_memory, shuffle=False,
+        )

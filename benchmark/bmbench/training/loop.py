@@ -1,0 +1,255 @@
+"""The per-fold training loop of the paper (Sec. 2.2), plain and readable.
+
+Per epoch: train on ``len(train)`` class-balanced draws, evaluate on the fold's validation part, step
+ReduceLROnPlateau on the validation loss, keep the checkpoint with the highest validation accuracy. After the
+last epoch, that checkpoint predicts the fold's test part. ``last.pt`` (written atomically every epoch)
+lets ``--resume`` continue a killed run from its last completed epoch with identical results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from bmbench import atomic
+from bmbench.errors import BmbenchError
+from bmbench.training.checkpoint import load_checkpoint, save_checkpoint
+from bmbench.training.datapath import Batch, DataPath
+from bmbench.training.recipe import Recipe
+
+LAST = "last.pt"
+BEST = "best.pt"
+HISTORY = "history.jsonl"
+
+
+class LoopProgress(Protocol):
+    """Callbacks for progress display; the CLI renders them with Rich."""
+
+    def epoch_start(self, fold: int, epoch: int, epochs: int, steps: int) -> None: ...
+    def step(self, images: int) -> None: ...
+    def epoch_end(self, record: EpochRecord) -> None: ...
+
+
+class NoProgress:
+    """A silent :class:`LoopProgress`."""
+
+    def epoch_start(self, fold: int, epoch: int, epochs: int, steps: int) -> None:
+        pass
+
+    def step(self, images: int) -> None:
+        pass
+
+    def epoch_end(self, record: EpochRecord) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One line of ``history.jsonl``."""
+
+    fold: int
+    epoch: int
+    lr: float
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+    images_per_s: float
+    seconds: float
+    best: bool
+
+
+@dataclass
+class FoldOutcome:
+    """The result of one fold: test probabilities and the facts the run records."""
+
+    fold: int
+    test_positions: np.ndarray
+    test_probs: np.ndarray
+    best_epoch: int
+    best_val_accuracy: float
+    epochs_run: int
+    seconds: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """What the run decided for this fold: device, precision, limits, learning rate, seed."""
+
+    device: torch.device
+    epochs: int
+    lr: float
+    seed: int
+    max_steps: int | None = None
+    bf16: bool = False
+    channels_last: bool = False
+    compile: bool = False
+
+
+def settings_for(recipe: Recipe, device: torch.device, *, epochs: int, lr: float, seed: int,
+                 max_steps: int | None) -> LoopSettings:
+    """Resolve the recipe's GPU switches for ``device``: on the CPU they fall back to fp32, NCHW, eager."""
+    cuda = device.type == "cuda"
+    bf16 = cuda and recipe.precision in ("auto", "bf16")
+    return LoopSettings(device=device, epochs=epochs, lr=lr, seed=seed, max_steps=max_steps, bf16=bf16,
+                        channels_last=cuda and recipe.channels_last, compile=cuda and recipe.compile)
+
+
+def make_optimizer(model: nn.Module, recipe: Recipe, lr: float, device: torch.device) -> torch.optim.Optimizer:
+    """SGD with the recipe's momentum and weight decay (fused kernels on CUDA)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    fused = {"fused": True} if device.type == "cuda" else {}
+    return torch.optim.SGD(params, lr=lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay, **fused)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
+    """ReduceLROnPlateau on the validation loss (factor 0.1, patience 3 in the paper)."""
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=recipe.plateau_factor, patience=recipe.plateau_patience
+    )
+
+
+def _autocast(settings: LoopSettings) -> contextlib.AbstractContextManager[Any]:
+    if settings.bf16:
+        return torch.autocast(device_type=settings.device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _to_device(batch: Batch, settings: LoopSettings) -> Batch:
+    images, labels = batch
+    fmt = torch.channels_last if settings.channels_last else torch.contiguous_format
+    return (images.to(settings.device, non_blocking=True, memory_format=fmt),
+            labels.to(settings.device, non_blocking=True))
+
+
+def evaluate(model: nn.Module, batches: Iterable[Batch], settings: LoopSettings) -> tuple[float, float, np.ndarray]:
+    """Mean cross-entropy, accuracy and the softmax probabilities (float64) over ``batches``."""
+    model.eval()
+    criterion = nn.CrossEntropyLoss(reduction="sum")
+    loss = torch.zeros((), device=settings.device, dtype=torch.float64)
+    correct = torch.zeros((), device=settings.device, dtype=torch.int64)
+    probs: list[torch.Tensor] = []
+    total = 0
+    with torch.inference_mode():
+        for batch in batches:
+            images, labels = _to_device(batch, settings)
+            with _autocast(settings):
+                logits = model(images)
+            logits = logits.float()
+            loss += criterion(logits, labels).double()
+            correct += (logits.argmax(dim=1) == labels).sum()
+            probs.append(torch.softmax(logits.double(), dim=1).cpu())
+            total += labels.numel()
+    if total == 0:
+        raise BmbenchError("an evaluation set is empty")
+    return float(loss) / total, int(correct) / total, torch.cat(probs).numpy()
+
+
+def _train_epoch(model: nn.Module, batches: Iterable[Batch], optimizer: torch.optim.Optimizer, recipe: Recipe,
+                 settings: LoopSettings, progress: LoopProgress) -> tuple[float, float, int]:
+    """One epoch of SGD; metrics accumulate on the device (no host sync per step)."""
+    model.train()
+    criterion = nn.CrossEntropyLoss()
+    loss_sum = torch.zeros((), device=settings.device, dtype=torch.float64)
+    correct = torch.zeros((), device=settings.device, dtype=torch.int64)
+    seen = 0
+    for step, batch in enumerate(batches):
+        if settings.max_steps is not None and step >= settings.max_steps:
+            break
+        images, labels = _to_device(batch, settings)
+        optimizer.zero_grad(set_to_none=True)
+        for chunk_images, chunk_labels in zip(images.chunk(recipe.grad_accumulation),
+                                              labels.chunk(recipe.grad_accumulation), strict=True):
+            with _autocast(settings):
+                logits = model(chunk_images)
+                loss = criterion(logits.float(), chunk_labels)
+            (loss * chunk_labels.numel() / labels.numel()).backward()
+            loss_sum += loss.detach().double() * chunk_labels.numel()
+            correct += (logits.argmax(dim=1) == chunk_labels).sum()
+        optimizer.step()
+        seen += labels.numel()
+        progress.step(labels.numel())
+    if seen == 0:
+        raise BmbenchError("the training part of this fold is empty")
+    return float(loss_sum) / seen, int(correct) / seen, seen
+
+
+def _write_history(fold_dir: Path, history: list[dict[str, Any]]) -> None:
+    atomic.write_text(fold_dir / HISTORY, "".join(json.dumps(h) + "\n" for h in history))
+
+
+def train_fold(model: nn.Module, datapath: DataPath, recipe: Recipe, settings: LoopSettings, *, fold: int,
+               train: np.ndarray, val: np.ndarray, test: np.ndarray, fold_dir: Path, resume: bool = False,
+               progress: LoopProgress | None = None) -> FoldOutcome:
+    """Train one fold and predict its test part with the best-validation-accuracy checkpoint."""
+    progress = progress or NoProgress()
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    model.to(settings.device)
+    if settings.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, recipe, settings.lr, settings.device)
+    scheduler = make_scheduler(optimizer, recipe)
+    history: list[dict[str, Any]] = []
+    start_epoch, best_acc, best_epoch, elapsed = 0, -math.inf, -1, 0.0
+    if resume and (fold_dir / LAST).is_file():
+        state = load_checkpoint(fold_dir / LAST)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history = list(state["history"])
+        start_epoch, best_acc, best_epoch = state["epoch"] + 1, state["best_val_accuracy"], state["best_epoch"]
+        elapsed = float(state["seconds"])
+    step_model = torch.compile(model) if settings.compile else model
+
+    for epoch in range(start_epoch, settings.epochs):
+        steps = datapath.train_steps(train)
+        progress.epoch_start(fold, epoch, settings.epochs, min(steps, settings.max_steps or steps))
+        started = time.perf_counter()
+        try:
+            train_loss, train_acc, seen = _train_epoch(
+                step_model, datapath.train_batches(train, epoch), optimizer, recipe, settings, progress)
+            train_seconds = time.perf_counter() - started
+            val_loss, val_acc, _ = evaluate(step_model, datapath.eval_batches(val), settings)
+        except torch.cuda.OutOfMemoryError:
+            raise BmbenchError(
+                f"out of GPU memory at batch size {recipe.batch_size}: set a smaller recipe.batch_size, or keep "
+                "the paper's batch and set recipe.grad_accumulation = 2 (or more) in submission.toml"
+            ) from None
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step(val_loss)
+        improved = val_acc > best_acc
+        if improved:
+            best_acc, best_epoch = val_acc, epoch
+            save_checkpoint(fold_dir / BEST, {"model": model.state_dict(), "epoch": epoch, "val_accuracy": val_acc})
+        seconds = time.perf_counter() - started
+        elapsed += seconds
+        record = EpochRecord(fold, epoch, lr, train_loss, train_acc, val_loss, val_acc,
+                             seen / train_seconds if train_seconds > 0 else 0.0, seconds, improved)
+        history.append(asdict(record))
+        save_checkpoint(fold_dir / LAST, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "epoch": epoch, "best_val_accuracy": best_acc, "best_epoch": best_epoch, "history": history,
+            "seconds": elapsed,
+        })
+        _write_history(fold_dir, history)
+        progress.epoch_end(record)
+
+    if best_epoch < 0:
+        raise BmbenchError(f"{fold_dir}: no epoch was trained (epochs = {settings.epochs})")
+    model.load_state_dict(load_checkpoint(fold_dir / BEST)["model"])
+    started = time.perf_counter()
+    _, _, probs = evaluate(step_model, datapath.eval_batches(test), settings)
+    elapsed += time.perf_counter() - started
+    return FoldOutcome(fold=fold, test_positions=test, test_probs=probs, best_epoch=best_epoch,
+                       best_val_accuracy=best_acc, epochs_run=len(history), seconds=elapsed, history=history)

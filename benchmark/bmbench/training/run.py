@@ -1,0 +1,255 @@
+"""``bmbench run``: train and evaluate a submission on the folds of the published split.
+
+Layout of a run (``<out>/<submission>/<dataset>/``)::
+
+    fold<k>/last.pt, best.pt      checkpoints (atomic)       fold<k>/history.jsonl   one line per epoch
+    fold<k>/lr_find.json          range test, if lr = "find"  fold<k>/test_predictions.csv
+    fold<k>/fold.json             written last: the fold is complete
+    predictions.csv  score.json  run.json                    merged over the completed folds
+
+Each fold is an independent job: ``--folds 3`` on one machine and ``--folds 4`` on another, then
+``bmbench merge`` combines them. A smoke run (``--epochs``/``--max-steps``) is marked not comparable.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bmbench import atomic
+from bmbench.classes import CLASS_CODES, NUM_CLASSES
+from bmbench.data.layout import scan_data
+from bmbench.data.source import resolve_data
+from bmbench.errors import BmbenchError
+from bmbench.scoring.score import score_file
+from bmbench.splits.store import Split, load_split, split_for_dataset
+from bmbench.submissions.schema import LoadedSubmission
+from bmbench.training.recipe import Recipe
+
+RUN_SCHEMA_VERSION = 1
+FOLD_DONE = "fold.json"
+FOLD_PREDICTIONS = "test_predictions.csv"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything ``bmbench run`` lets a user choose besides the submission."""
+
+    data: str | None = None
+    folds: tuple[int, ...] | None = None
+    out: Path = Path("runs")
+    device: str = "auto"
+    epochs: int | None = None
+    max_steps: int | None = None
+    resume: bool = False
+    seed: int = 0
+
+    @property
+    def smoke(self) -> bool:
+        """A run with shortened training is not comparable with full runs."""
+        return self.epochs is not None or self.max_steps is not None
+
+
+@dataclass
+class RunResult:
+    """Where a run wrote its results, and the score document."""
+
+    run_dir: Path
+    score: dict[str, Any]
+    run: dict[str, Any]
+    folds: list[dict[str, Any]] = field(default_factory=list)
+
+
+def resolve_device(name: str):  # -> torch.device
+    """``auto`` picks CUDA when available; asking for CUDA without one is an error, not a silent CPU run."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BmbenchError("--device cuda was requested but no CUDA device is available; use --device cpu")
+    if name not in ("cpu", "cuda"):
+        raise BmbenchError(f"--device must be auto, cpu or cuda, not {name!r}")
+    return torch.device(name)
+
+
+def _fold_dir(run_dir: Path, fold: int) -> Path:
+    return run_dir / f"fold{fold}"
+
+
+def write_fold_predictions(path: Path, split: Split, fold: int, positions: np.ndarray, probs: np.ndarray) -> None:
+    """One fold's test predictions in the scoring format (argmax class, all 21 probabilities)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    probs = probs / probs.sum(axis=1, keepdims=True)
+    pred = probs.argmax(axis=1)
+    lines = [f"{split.image_ids[p]},{fold},{CLASS_CODES[c]}," + ",".join(f"{v:.8f}" for v in row)
+             for p, c, row in zip(positions, pred, probs, strict=True)]
+    atomic.write_text(path, "".join(line + "\n" for line in lines))
+
+
+def prediction_header() -> str:
+    """Header of a predictions file with probabilities."""
+    return ",".join(["image_id", "fold", "pred", *(f"p_{c}" for c in CLASS_CODES)])
+
+
+def completed_folds(run_dir: Path) -> dict[int, dict[str, Any]]:
+    """Fold number -> fold.json of every completed fold in a run folder."""
+    done: dict[int, dict[str, Any]] = {}
+    for path in sorted(run_dir.glob(f"fold*/{FOLD_DONE}")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        done[int(record["fold"])] = record
+    return done
+
+
+def merge_predictions(fold_dirs: dict[int, Path], out: Path) -> None:
+    """Concatenate per-fold predictions (ascending fold) into one predictions file, atomically."""
+    with atomic.atomic_open(out, "w") as handle:
+        handle.write(prediction_header() + "\n")
+        for fold in sorted(fold_dirs):
+            handle.write((fold_dirs[fold] / FOLD_PREDICTIONS).read_text(encoding="utf-8"))
+
+
+def _check_out_dir(run_dir: Path, folds: Sequence[int], resume: bool) -> None:
+    if resume:
+        return
+    existing = [f for f in folds if _fold_dir(run_dir, f).exists()]
+    if existing:
+        raise BmbenchError(
+            f"{run_dir} already holds results for fold(s) {', '.join(map(str, existing))}. Pass --resume to "
+            "continue (finished folds are kept, interrupted ones resume from their last epoch), or --out to "
+            "write elsewhere."
+        )
+
+
+def _run_torch_fold(loaded: LoadedSubmission, recipe: Recipe, split: Split, paths: list[Path], fold: int,
+                    options: RunOptions, device: Any, fold_dir: Path, progress: Any) -> dict[str, Any]:
+    import torch
+
+    from bmbench.models.init import build_initialised_model
+    from bmbench.training.datapath import PlainDataPath, epoch_seed
+    from bmbench.training.loop import settings_for, train_fold
+    from bmbench.training.lrfind import find_lr
+
+    torch.manual_seed(epoch_seed(options.seed, fold, 0, stream=2))  # model initialisation
+    model, init_info = build_initialised_model(loaded, NUM_CLASSES)
+    datapath = PlainDataPath(recipe, paths, split.labels, NUM_CLASSES, seed=options.seed, fold=fold,
+                             pin_memory=device.type == "cuda")
+    train, val, test = (split.members(fold, role) for role in ("train", "val", "test"))
+    epochs = options.epochs or recipe.epochs
+    lr_info: dict[str, Any]
+    if recipe.lr == "find":
+        cache = fold_dir / "lr_find.json"
+        if cache.is_file():
+            lr_info = json.loads(cache.read_text(encoding="utf-8"))
+        else:
+            probe = settings_for(recipe, device, epochs=epochs, lr=recipe.lr_find.start_lr, seed=options.seed,
+                                 max_steps=options.max_steps)
+            lr_info = find_lr(model, datapath, train, recipe, probe).to_json()
+            atomic.write_json(cache, lr_info)
+        lr = float(lr_info["suggested_lr"])
+    else:
+        lr, lr_info = float(recipe.lr), {"suggested_lr": None, "rule": "fixed in the recipe"}
+    settings = settings_for(recipe, device, epochs=epochs, lr=lr, seed=options.seed, max_steps=options.max_steps)
+    outcome = train_fold(model, datapath, recipe, settings, fold=fold, train=train, val=val, test=test,
+                         fold_dir=fold_dir, resume=options.resume, progress=progress)
+    write_fold_predictions(fold_dir / FOLD_PREDICTIONS, split, fold, outcome.test_positions, outcome.test_probs)
+    return {"best_epoch": outcome.best_epoch, "best_val_accuracy": outcome.best_val_accuracy,
+            "epochs_run": outcome.epochs_run, "seconds": outcome.seconds, "lr": lr,
+            "lr_rule": lr_info["rule"], "init": init_info,
+            "bf16": settings.bf16, "channels_last": settings.channels_last, "compile": settings.compile}
+
+
+def _run_baseline_fold(loaded: LoadedSubmission, split: Split, paths: list[Path], fold: int, options: RunOptions,
+                       fold_dir: Path, features: Callable[[], np.ndarray | None]) -> dict[str, Any]:
+    from bmbench.training.baselines import fit_predict_fold
+
+    started = time.perf_counter()
+    result = fit_predict_fold(loaded.submission.arch, features(), split.labels, split, fold, seed=options.seed)
+    write_fold_predictions(fold_dir / FOLD_PREDICTIONS, split, fold, result.test_positions, result.probs)
+    return {"best_val_accuracy": result.val_accuracy, "params": result.params,
+            "seconds": time.perf_counter() - started, "init": {"init": "none"}}
+
+
+def run_submission(loaded: LoadedSubmission, options: RunOptions, progress: Any = None,
+                   feature_progress: Callable[[int], None] | None = None) -> RunResult:
+    """Train and evaluate ``loaded`` on the chosen folds; write predictions, score and provenance."""
+    from bmbench.training.provenance import device_info, git_commit, package_versions
+
+    sub = loaded.submission
+    recipe = sub.recipe
+    index = scan_data(resolve_data(options.data))
+    split = load_split(split_for_dataset(index.dataset.id).name)
+    folds = tuple(options.folds) if options.folds is not None else tuple(range(split.folds))
+    bad = [f for f in folds if not 0 <= f < split.folds]
+    if bad:
+        raise BmbenchError(f"--folds must be between 0 and {split.folds - 1}; got {', '.join(map(str, bad))}")
+    paths = index.paths_for(split.image_ids, split.name)
+    run_dir = options.out / sub.name / index.dataset.id
+    _check_out_dir(run_dir, folds, options.resume)
+    device = resolve_device(options.device) if sub.kind != "baseline" else None
+
+    feature_cache: dict[str, np.ndarray | None] = {}
+
+    def features() -> np.ndarray | None:
+        if sub.arch == "majority":
+            return None
+        if "x" not in feature_cache:
+            from bmbench.training.baselines import extract_features
+
+            feature_cache["x"] = extract_features(paths, progress=feature_progress)
+        return feature_cache["x"]
+
+    started = time.perf_counter()
+    for fold in folds:
+        fold_dir = _fold_dir(run_dir, fold)
+        if options.resume and (fold_dir / FOLD_DONE).is_file():
+            continue
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        if sub.kind == "baseline":
+            record = _run_baseline_fold(loaded, split, paths, fold, options, fold_dir, features)
+        else:
+            record = _run_torch_fold(loaded, recipe, split, paths, fold, options, device, fold_dir, progress)
+        devices = 1 if device is not None and device.type == "cuda" else 0
+        record = {"fold": fold, **record, "device_hours": record["seconds"] / 3600 * devices,
+                  "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        atomic.write_json(fold_dir / FOLD_DONE, record)
+    wall = time.perf_counter() - started
+
+    return finalize_run(run_dir, split, {
+        "schema_version": RUN_SCHEMA_VERSION,
+        "submission": {"name": sub.name, "digest": loaded.digest, "backbone": sub.backbone, "init": sub.init,
+                       "folder": str(loaded.folder)},
+        "recipe": recipe.model_dump(mode="json"),
+        "recipe_digest": recipe.digest(),
+        "comparable": not options.smoke and not index.dataset.synthetic,
+        "smoke": {"epochs": options.epochs, "max_steps": options.max_steps} if options.smoke else None,
+        "seed": options.seed,
+        "data": {"dataset": index.dataset.id, "synthetic": index.dataset.synthetic, "root": str(index.root)},
+        "split": split.provenance(),
+        "device": device_info(device) if device is not None else {"type": "cpu", "name": "CPU (no neural network)"},
+        "versions": package_versions(),
+        "git": git_commit(),
+        "wall_seconds_this_invocation": wall,
+    })
+
+
+def finalize_run(run_dir: Path, split: Split, run: dict[str, Any]) -> RunResult:
+    """Merge the completed folds' predictions, score them with the official scorer, write run.json."""
+    done = completed_folds(run_dir)
+    if not done:
+        raise BmbenchError(f"{run_dir} holds no completed fold")
+    merge_predictions({f: _fold_dir(run_dir, f) for f in done}, run_dir / "predictions.csv")
+    score = score_file(run_dir / "predictions.csv", split.name)
+    atomic.write_json(run_dir / "score.json", score)
+    run = {**run, "folds": [done[f] for f in sorted(done)],
+           "device_hours": sum(float(d.get("device_hours", 0.0)) for d in done.values()),
+           "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    atomic.write_json(run_dir / "run.json", run)
+    return RunResult(run_dir=run_dir, score=score, run=run, folds=[done[f] for f in sorted(done)])
