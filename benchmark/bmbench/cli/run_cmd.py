@@ -115,7 +115,8 @@ def run(
                          max_steps=max_steps, resume=resume, seed=seed)
     with RichLoopProgress() as progress:
         result = run_submission(loaded, options, progress=progress, feature_progress=progress.features)
-    _summary(result)
+    if result is not None:  # None on the non-zero ranks of a torchrun job
+        _summary(result)
 
 
 @user_errors

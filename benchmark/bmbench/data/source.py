@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bmbench.datasets import how_to_get_data
-from bmbench.errors import DataNotFoundError
+from bmbench.errors import BmbenchError, DataNotFoundError
 
 SYNTHETIC = "synthetic"
 DATA_ENV = "BMBENCH_DATA"
@@ -41,7 +41,12 @@ def ensure_synthetic(seed: int = 0, progress: Callable[[int], None] | None = Non
     root = synthetic_dir(seed) / DATA_FOLDER
     if root.is_dir():
         return root
-    return generate_synthetic(synthetic_dir(seed), seed=seed, progress=progress)
+    try:
+        return generate_synthetic(synthetic_dir(seed), seed=seed, progress=progress)
+    except BmbenchError:
+        if root.is_dir():  # another process (a torchrun rank, a parallel job) generated it first
+            return root
+        raise
 
 
 def resolve_data(option: str | None, progress: Callable[[int], None] | None = None) -> Path:

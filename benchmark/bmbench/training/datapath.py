@@ -17,7 +17,9 @@ from typing import Protocol
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset
+
+from bmbench.training.distributed import DistContext, ShardSampler, epoch_draws, per_process_batch
 
 from bmbench.data.decode import decode_image
 from bmbench.training.recipe import Recipe
@@ -70,6 +72,8 @@ class DataPath(Protocol):
 
     def train_batches(self, positions: np.ndarray, epoch: int, stream: int = 0) -> Iterable[Batch]: ...
     def eval_batches(self, positions: np.ndarray) -> Iterable[Batch]: ...
+
+    dist: DistContext | None
     def train_steps(self, positions: np.ndarray) -> int: ...
 
 
@@ -77,7 +81,7 @@ class PlainDataPath:
     """torchvision DataLoader + Pillow transforms; the reference semantics for every other path."""
 
     def __init__(self, recipe: Recipe, paths: Sequence[Path], labels: np.ndarray, num_classes: int,
-                 *, seed: int, fold: int, pin_memory: bool = False) -> None:
+                 *, seed: int, fold: int, pin_memory: bool = False, dist: DistContext | None = None) -> None:
         self.recipe = recipe
         self.paths = list(paths)
         self.labels = np.asarray(labels, dtype=np.int64)
@@ -86,6 +90,8 @@ class PlainDataPath:
         self.fold = fold
         self.workers = resolve_workers(recipe)
         self.pin_memory = pin_memory
+        self.dist = dist
+        self.batch_size = per_process_batch(recipe.batch_size, dist.world_size if dist else 1)
         self._train_tf = train_transform(recipe)
         self._eval_tf = eval_transform(recipe)
 
@@ -93,25 +99,28 @@ class PlainDataPath:
         return ImageDataset([self.paths[i] for i in positions], self.labels[positions], transform)
 
     def train_steps(self, positions: np.ndarray) -> int:
-        """Batches per epoch: the epoch length is the training set size (drop_last=False)."""
-        return -(-len(positions) // self.recipe.batch_size)
+        """Batches per epoch and process: the epoch length is the training set size (drop_last=False)."""
+        world = self.dist.world_size if self.dist else 1
+        per_process = -(-len(positions) // world)
+        return -(-per_process // self.batch_size)
 
     def train_batches(self, positions: np.ndarray, epoch: int, stream: int = 0) -> DataLoader:
-        """One epoch: ``len(positions)`` draws, class-balanced (with replacement) or a uniform shuffle."""
+        """One epoch: ``len(positions)`` draws, class-balanced (with replacement) or a uniform shuffle.
+
+        The global order comes from the epoch's seed alone; under torchrun each process takes its shard.
+        """
         seed = epoch_seed(self.seed, self.fold, epoch, stream)
-        generator = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)  # augmentation randomness when loading in the main process
         labels = self.labels[positions]
-        if self.recipe.sampler == "class_balanced":
-            weights = torch.as_tensor(class_balanced_weights(labels, self.num_classes), dtype=torch.double)
-            sampler = WeightedRandomSampler(weights, num_samples=len(positions), replacement=True, generator=generator)
-            order: dict[str, object] = {"sampler": sampler}
-        else:
-            order = {"shuffle": True}
-        # The generator also seeds the workers' augmentation (each worker's base seed is drawn from it).
+        weights = (torch.as_tensor(class_balanced_weights(labels, self.num_classes), dtype=torch.double)
+                   if self.recipe.sampler == "class_balanced" else None)
+        order = epoch_draws(weights, len(positions), torch.Generator().manual_seed(seed))
+        rank, world = (self.dist.rank, self.dist.world_size) if self.dist else (0, 1)
+        # Augmentation randomness: the main process's RNG, or each worker's seed drawn from this generator.
+        torch.manual_seed(seed + rank)
         return DataLoader(
-            self._dataset(positions, self._train_tf), batch_size=self.recipe.batch_size, num_workers=self.workers,
-            pin_memory=self.pin_memory, generator=generator, **order,
+            self._dataset(positions, self._train_tf), batch_size=self.batch_size, num_workers=self.workers,
+            sampler=ShardSampler(order, rank, world), pin_memory=self.pin_memory,
+            generator=torch.Generator().manual_seed(seed + rank),
         )
 
     def eval_batches(self, positions: np.ndarray) -> DataLoader:

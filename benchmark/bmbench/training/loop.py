@@ -25,6 +25,7 @@ from bmbench import atomic
 from bmbench.errors import BmbenchError
 from bmbench.training.checkpoint import load_checkpoint, save_checkpoint
 from bmbench.training.datapath import Batch, DataPath
+from bmbench.training.distributed import DistContext
 from bmbench.training.recipe import Recipe
 
 LAST = "last.pt"
@@ -133,8 +134,13 @@ def _to_device(batch: Batch, settings: LoopSettings) -> Batch:
             labels.to(settings.device, non_blocking=True))
 
 
-def evaluate(model: nn.Module, batches: Iterable[Batch], settings: LoopSettings) -> tuple[float, float, np.ndarray]:
-    """Mean cross-entropy, accuracy and the softmax probabilities (float64) over ``batches``."""
+def evaluate(model: nn.Module, batches: Iterable[Batch], settings: LoopSettings,
+             dist: DistContext | None = None) -> tuple[float, float, np.ndarray]:
+    """Mean cross-entropy, accuracy and the softmax probabilities (float64) over ``batches``.
+
+    Under torchrun each process passes its shard; the sums are reduced, so every process gets the
+    global loss and accuracy (the probabilities stay local).
+    """
     model.eval()
     criterion = nn.CrossEntropyLoss(reduction="sum")
     loss = torch.zeros((), device=settings.device, dtype=torch.float64)
@@ -151,13 +157,18 @@ def evaluate(model: nn.Module, batches: Iterable[Batch], settings: LoopSettings)
             correct += (logits.argmax(dim=1) == labels).sum()
             probs.append(torch.softmax(logits.double(), dim=1).cpu())
             total += labels.numel()
-    if total == 0:
+    count = torch.tensor(total, device=settings.device, dtype=torch.int64)
+    if dist is not None:
+        dist.sum(loss), dist.sum(correct), dist.sum(count)
+    if int(count) == 0:
         raise BmbenchError("an evaluation set is empty")
-    return float(loss) / total, int(correct) / total, torch.cat(probs).numpy()
+    local = torch.cat(probs).numpy() if probs else np.zeros((0, 0))
+    return float(loss) / int(count), int(correct) / int(count), local
 
 
 def _train_epoch(model: nn.Module, batches: Iterable[Batch], optimizer: torch.optim.Optimizer, recipe: Recipe,
-                 settings: LoopSettings, progress: LoopProgress) -> tuple[float, float, int]:
+                 settings: LoopSettings, progress: LoopProgress,
+                 dist: DistContext | None = None) -> tuple[float, float, int]:
     """One epoch of SGD; metrics accumulate on the device (no host sync per step)."""
     model.train()
     criterion = nn.CrossEntropyLoss()
@@ -180,9 +191,12 @@ def _train_epoch(model: nn.Module, batches: Iterable[Batch], optimizer: torch.op
         optimizer.step()
         seen += labels.numel()
         progress.step(labels.numel())
-    if seen == 0:
+    count = torch.tensor(seen, device=settings.device, dtype=torch.int64)
+    if dist is not None:
+        dist.sum(loss_sum), dist.sum(correct), dist.sum(count)
+    if int(count) == 0:
         raise BmbenchError("the training part of this fold is empty")
-    return float(loss_sum) / seen, int(correct) / seen, seen
+    return float(loss_sum) / int(count), int(correct) / int(count), int(count)
 
 
 def _write_history(fold_dir: Path, history: list[dict[str, Any]]) -> None:
@@ -192,9 +206,17 @@ def _write_history(fold_dir: Path, history: list[dict[str, Any]]) -> None:
 def train_fold(model: nn.Module, datapath: DataPath, recipe: Recipe, settings: LoopSettings, *, fold: int,
                train: np.ndarray, val: np.ndarray, test: np.ndarray, fold_dir: Path, resume: bool = False,
                progress: LoopProgress | None = None) -> FoldOutcome:
-    """Train one fold and predict its test part with the best-validation-accuracy checkpoint."""
-    progress = progress or NoProgress()
+    """Train one fold and predict its test part with the best-validation-accuracy checkpoint.
+
+    Under torchrun (``datapath.dist`` set) the model is wrapped in DistributedDataParallel, validation is
+    sharded, and only rank 0 writes checkpoints and predicts the test part (other ranks return no probs).
+    """
+    dist = datapath.dist
+    main = dist is None or dist.is_main
+    progress = progress if progress is not None and main else NoProgress()
     fold_dir.mkdir(parents=True, exist_ok=True)
+    if dist is not None and settings.device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(settings.device)
     if settings.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -210,7 +232,17 @@ def train_fold(model: nn.Module, datapath: DataPath, recipe: Recipe, settings: L
         history = list(state["history"])
         start_epoch, best_acc, best_epoch = state["epoch"] + 1, state["best_val_accuracy"], state["best_epoch"]
         elapsed = float(state["seconds"])
-    step_model = torch.compile(model) if settings.compile else model
+    train_model: nn.Module = model
+    if dist is not None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(
+            model, device_ids=[settings.device.index] if settings.device.type == "cuda" else None)
+    step_model = torch.compile(train_model) if settings.compile else train_model
+    eval_model = torch.compile(model) if settings.compile else model
+
+    def shard(positions: np.ndarray) -> np.ndarray:
+        return positions if dist is None else positions[dist.rank::dist.world_size]
 
     for epoch in range(start_epoch, settings.epochs):
         steps = datapath.train_steps(train)
@@ -218,9 +250,9 @@ def train_fold(model: nn.Module, datapath: DataPath, recipe: Recipe, settings: L
         started = time.perf_counter()
         try:
             train_loss, train_acc, seen = _train_epoch(
-                step_model, datapath.train_batches(train, epoch), optimizer, recipe, settings, progress)
+                step_model, datapath.train_batches(train, epoch), optimizer, recipe, settings, progress, dist)
             train_seconds = time.perf_counter() - started
-            val_loss, val_acc, _ = evaluate(step_model, datapath.eval_batches(val), settings)
+            val_loss, val_acc, _ = evaluate(eval_model, datapath.eval_batches(shard(val)), settings, dist)
         except torch.cuda.OutOfMemoryError:
             raise BmbenchError(
                 f"out of GPU memory at batch size {recipe.batch_size}: set a smaller recipe.batch_size, or keep "
@@ -231,25 +263,33 @@ def train_fold(model: nn.Module, datapath: DataPath, recipe: Recipe, settings: L
         improved = val_acc > best_acc
         if improved:
             best_acc, best_epoch = val_acc, epoch
-            save_checkpoint(fold_dir / BEST, {"model": model.state_dict(), "epoch": epoch, "val_accuracy": val_acc})
+            if main:
+                save_checkpoint(fold_dir / BEST, {"model": model.state_dict(), "epoch": epoch, "val_accuracy": val_acc})
         seconds = time.perf_counter() - started
         elapsed += seconds
         record = EpochRecord(fold, epoch, lr, train_loss, train_acc, val_loss, val_acc,
                              seen / train_seconds if train_seconds > 0 else 0.0, seconds, improved)
         history.append(asdict(record))
-        save_checkpoint(fold_dir / LAST, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "epoch": epoch, "best_val_accuracy": best_acc, "best_epoch": best_epoch, "history": history,
-            "seconds": elapsed,
-        })
-        _write_history(fold_dir, history)
+        if main:
+            save_checkpoint(fold_dir / LAST, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "epoch": epoch, "best_val_accuracy": best_acc, "best_epoch": best_epoch, "history": history,
+                "seconds": elapsed,
+            })
+            _write_history(fold_dir, history)
+        if dist is not None:
+            dist.barrier()  # every rank resumes from the same last.pt
         progress.epoch_end(record)
 
     if best_epoch < 0:
         raise BmbenchError(f"{fold_dir}: no epoch was trained (epochs = {settings.epochs})")
-    model.load_state_dict(load_checkpoint(fold_dir / BEST)["model"])
-    started = time.perf_counter()
-    _, _, probs = evaluate(step_model, datapath.eval_batches(test), settings)
-    elapsed += time.perf_counter() - started
+    probs = np.zeros((0, 0))
+    if main:
+        model.load_state_dict(load_checkpoint(fold_dir / BEST)["model"])
+        started = time.perf_counter()
+        _, _, probs = evaluate(eval_model, datapath.eval_batches(test), settings)
+        elapsed += time.perf_counter() - started
+    if dist is not None:
+        dist.barrier()
     return FoldOutcome(fold=fold, test_positions=test, test_probs=probs, best_epoch=best_epoch,
                        best_val_accuracy=best_acc, epochs_run=len(history), seconds=elapsed, history=history)

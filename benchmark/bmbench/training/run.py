@@ -80,6 +80,16 @@ def resolve_device(name: str):  # -> torch.device
     return torch.device(name)
 
 
+def _process_device(device: Any, local_rank: int) -> Any:
+    """Under torchrun, each process drives the GPU of its local rank."""
+    import torch
+
+    if device.type != "cuda":
+        return device
+    torch.cuda.set_device(local_rank)
+    return torch.device("cuda", local_rank)
+
+
 def _fold_dir(run_dir: Path, fold: int) -> Path:
     return run_dir / f"fold{fold}"
 
@@ -129,7 +139,7 @@ def _check_out_dir(run_dir: Path, folds: Sequence[int], resume: bool) -> None:
 
 
 def _run_torch_fold(loaded: LoadedSubmission, recipe: Recipe, split: Split, paths: list[Path], fold: int,
-                    options: RunOptions, device: Any, fold_dir: Path, progress: Any) -> dict[str, Any]:
+                    options: RunOptions, device: Any, fold_dir: Path, progress: Any, dist: Any) -> dict[str, Any]:
     import torch
 
     from bmbench.models.init import build_initialised_model
@@ -139,31 +149,36 @@ def _run_torch_fold(loaded: LoadedSubmission, recipe: Recipe, split: Split, path
 
     torch.manual_seed(epoch_seed(options.seed, fold, 0, stream=2))  # model initialisation
     model, init_info = build_initialised_model(loaded, NUM_CLASSES)
-    datapath = PlainDataPath(recipe, paths, split.labels, NUM_CLASSES, seed=options.seed, fold=fold,
-                             pin_memory=device.type == "cuda")
+    def datapath_for(dist_context: Any) -> PlainDataPath:
+        return PlainDataPath(recipe, paths, split.labels, NUM_CLASSES, seed=options.seed, fold=fold,
+                             pin_memory=device.type == "cuda", dist=dist_context)
+
+    main = dist is None or dist.is_main
     train, val, test = (split.members(fold, role) for role in ("train", "val", "test"))
     epochs = options.epochs or recipe.epochs
     lr_info: dict[str, Any]
     if recipe.lr == "find":
         cache = fold_dir / "lr_find.json"
-        if cache.is_file():
-            lr_info = json.loads(cache.read_text(encoding="utf-8"))
-        else:
+        if main and not cache.is_file():  # one process runs the range test with the global batch
             probe = settings_for(recipe, device, epochs=epochs, lr=recipe.lr_find.start_lr, seed=options.seed,
                                  max_steps=options.max_steps)
-            lr_info = find_lr(model, datapath, train, recipe, probe).to_json()
-            atomic.write_json(cache, lr_info)
+            atomic.write_json(cache, find_lr(model, datapath_for(None), train, recipe, probe).to_json())
+        if dist is not None:
+            dist.barrier()
+        lr_info = json.loads(cache.read_text(encoding="utf-8"))
         lr = float(lr_info["suggested_lr"])
     else:
         lr, lr_info = float(recipe.lr), {"suggested_lr": None, "rule": "fixed in the recipe"}
     settings = settings_for(recipe, device, epochs=epochs, lr=lr, seed=options.seed, max_steps=options.max_steps)
-    outcome = train_fold(model, datapath, recipe, settings, fold=fold, train=train, val=val, test=test,
+    outcome = train_fold(model, datapath_for(dist), recipe, settings, fold=fold, train=train, val=val, test=test,
                          fold_dir=fold_dir, resume=options.resume, progress=progress)
-    write_fold_predictions(fold_dir / FOLD_PREDICTIONS, split, fold, outcome.test_positions, outcome.test_probs)
+    if main:
+        write_fold_predictions(fold_dir / FOLD_PREDICTIONS, split, fold, outcome.test_positions, outcome.test_probs)
     return {"best_epoch": outcome.best_epoch, "best_val_accuracy": outcome.best_val_accuracy,
             "epochs_run": outcome.epochs_run, "seconds": outcome.seconds, "lr": lr,
             "lr_rule": lr_info["rule"], "init": init_info,
-            "bf16": settings.bf16, "channels_last": settings.channels_last, "compile": settings.compile}
+            "bf16": settings.bf16, "channels_last": settings.channels_last, "compile": settings.compile,
+            "processes": dist.world_size if dist is not None else 1}
 
 
 def _run_baseline_fold(loaded: LoadedSubmission, split: Split, paths: list[Path], fold: int, options: RunOptions,
@@ -178,8 +193,12 @@ def _run_baseline_fold(loaded: LoadedSubmission, split: Split, paths: list[Path]
 
 
 def run_submission(loaded: LoadedSubmission, options: RunOptions, progress: Any = None,
-                   feature_progress: Callable[[int], None] | None = None) -> RunResult:
-    """Train and evaluate ``loaded`` on the chosen folds; write predictions, score and provenance."""
+                   feature_progress: Callable[[int], None] | None = None) -> RunResult | None:
+    """Train and evaluate ``loaded`` on the chosen folds; write predictions, score and provenance.
+
+    Under torchrun (several processes for one fold) only rank 0 writes files and returns the result;
+    the other ranks return None.
+    """
     from bmbench.training.provenance import device_info, git_commit, package_versions
 
     sub = loaded.submission
@@ -194,6 +213,15 @@ def run_submission(loaded: LoadedSubmission, options: RunOptions, progress: Any 
     run_dir = options.out / sub.name / index.dataset.id
     _check_out_dir(run_dir, folds, options.resume)
     device = resolve_device(options.device) if sub.kind != "baseline" else None
+    dist = None
+    if device is not None:
+        from bmbench.training.distributed import from_environment
+
+        dist = from_environment(device.type)
+        if dist is not None:
+            device = _process_device(device, dist.local_rank)
+            dist.barrier()  # every rank has checked the output folder before any rank writes to it
+    main = dist is None or dist.is_main
 
     feature_cache: dict[str, np.ndarray | None] = {}
 
@@ -215,12 +243,17 @@ def run_submission(loaded: LoadedSubmission, options: RunOptions, progress: Any 
         if sub.kind == "baseline":
             record = _run_baseline_fold(loaded, split, paths, fold, options, fold_dir, features)
         else:
-            record = _run_torch_fold(loaded, recipe, split, paths, fold, options, device, fold_dir, progress)
-        devices = 1 if device is not None and device.type == "cuda" else 0
+            record = _run_torch_fold(loaded, recipe, split, paths, fold, options, device, fold_dir, progress, dist)
+        devices = (dist.world_size if dist else 1) if device is not None and device.type == "cuda" else 0
         record = {"fold": fold, **record, "device_hours": record["seconds"] / 3600 * devices,
                   "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
-        atomic.write_json(fold_dir / FOLD_DONE, record)
+        if main:
+            atomic.write_json(fold_dir / FOLD_DONE, record)
+        if dist is not None:
+            dist.barrier()
     wall = time.perf_counter() - started
+    if not main:
+        return None
 
     return finalize_run(run_dir, split, {
         "schema_version": RUN_SCHEMA_VERSION,
