@@ -38,3 +38,7 @@ def main(
 def run() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":  # `python -m bmbench.cli.main ...`, e.g. under torchrun
+    run()
