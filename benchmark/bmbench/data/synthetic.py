@@ -28,7 +28,6 @@ import math
 import os
 import shutil
 from collections.abc import Callable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, fields, replace
 from functools import cache, lru_cache
 from pathlib import Path, PurePosixPath
@@ -41,6 +40,7 @@ from bmbench.classes import CLASS_CODES, CLASS_INDEX, cell_classes
 from bmbench.data.layout import ABBREVIATIONS_FILE, DATA_FOLDER, SYNTHETIC_MARKER
 from bmbench.datasets import SYNTHETIC, image_id
 from bmbench.errors import BmbenchError
+from bmbench.parallel import map_chunks
 
 SUBFOLDER_SIZE = 100
 """Images per numbered sub-folder of a big class (the real release uses 1000)."""
@@ -738,8 +738,9 @@ _NOISE_BANK = np.random.default_rng(20210).standard_normal((3, 400, 400), dtype=
 # ---------------------------------------------------------------------------------------------------
 
 
-def _write_chunk(root: str, code: str, seed: int, jobs: list[tuple[int, str]]) -> int:
-    """Render and save a list of ``(n, relative path)`` images of one class; runs in a worker process."""
+def _write_chunk(task: tuple[str, str, int, list[tuple[int, str]]]) -> int:
+    """Render and save ``(root, code, seed, [(n, relative path)])`` images of one class (in a worker)."""
+    root, code, seed, jobs = task
     class_index = CLASS_INDEX[code]
     for n, rel in jobs:
         arr = render_cell(code, np.random.default_rng([seed, class_index, n]))
@@ -790,7 +791,7 @@ def generate_synthetic(
     if tmp.exists():  # left over by a killed earlier run with the same process id
         shutil.rmtree(tmp)
 
-    tasks: list[tuple[str, list[tuple[int, str]]]] = []
+    tasks: list[tuple[str, str, int, list[tuple[int, str]]]] = []
     try:
         tmp.mkdir()
         for code, count in per_class.items():
@@ -798,15 +799,8 @@ def generate_synthetic(
             jobs = [(n, str(image_relpath(code, n, count))) for n in range(1, count + 1)]
             for rel in sorted({str(PurePosixPath(r).parent) for _n, r in jobs}):
                 (tmp / rel).mkdir(parents=True, exist_ok=True)
-            tasks += [(code, jobs[i : i + _CHUNK]) for i in range(0, len(jobs), _CHUNK)]
-        n_workers = min(workers or os.cpu_count() or 1, max(len(tasks), 1))
-        if n_workers == 1:
-            for code, jobs in tasks:
-                done = _write_chunk(str(tmp), code, seed, jobs)
-                if progress is not None:
-                    progress(done)
-        else:
-            _run_pool(str(tmp), seed, tasks, n_workers, progress)
+            tasks += [(str(tmp), code, seed, jobs[i : i + _CHUNK]) for i in range(0, len(jobs), _CHUNK)]
+        map_chunks(_write_chunk, tasks, workers=workers, progress=progress, sizes=[len(t[3]) for t in tasks])
         (tmp / ABBREVIATIONS_FILE).write_text(abbreviations_csv(), encoding="utf-8", newline="")
         marker = {
             "synthetic": True,
@@ -825,26 +819,3 @@ def generate_synthetic(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
-
-
-def _run_pool(
-    root: str,
-    seed: int,
-    tasks: list[tuple[str, list[tuple[int, str]]]],
-    n_workers: int,
-    progress: Callable[[int], None] | None,
-) -> None:
-    """Run the chunks on a process pool, reporting progress as chunks finish; cancel all on failure."""
-    pool = ProcessPoolExecutor(max_workers=n_workers)
-    try:
-        pending: set[Future[int]] = {pool.submit(_write_chunk, root, code, seed, jobs) for code, jobs in tasks}
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                done = fut.result()  # re-raises a worker's exception
-                if progress is not None:
-                    progress(done)
-    except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from rich.table import Table
 from bmbench.classes import CLASS_CODES, cell_classes
 from bmbench.data.decode import EXPECTED_SHAPE, check_chunk
 from bmbench.data.layout import DataIndex
+from bmbench.parallel import available_cpus, map_chunks
 from bmbench.datasets import TCIA_URL, DatasetSpec
 
 LIST_LIMIT = 10
@@ -131,47 +131,9 @@ def _decode_all(
     chunk_size: int,
     progress: Callable[[int], None] | None,
 ) -> list[tuple[str, str, str | tuple[int, ...]]]:
-    findings: list[tuple[str, str, str | tuple[int, ...]]] = []
-    if workers <= 1 or len(items) <= chunk_size:
-        for chunk in _chunks(items, chunk_size):
-            done, found = check_chunk(chunk)
-            findings.extend(found)
-            if progress is not None:
-                progress(done)
-        return findings
-    # The platform's (or the application's) default start method: fork on Linux up to Python 3.13, as
-    # torch DataLoader workers use, so unguarded scripts and notebooks work; forkserver/spawn elsewhere.
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        try:
-            # Keep a bounded number of chunks in flight: memory stays flat and Ctrl-C stops quickly.
-            pending: set[Future[tuple[int, list[tuple[str, str, str | tuple[int, ...]]]]]] = set()
-            chunks = iter(_chunks(items, chunk_size))
-            for chunk in chunks:
-                pending.add(pool.submit(check_chunk, chunk))
-                if len(pending) >= workers * 4:
-                    break
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    done, found = future.result()
-                    findings.extend(found)
-                    if progress is not None:
-                        progress(done)
-                    nxt = next(chunks, None)
-                    if nxt is not None:
-                        pending.add(pool.submit(check_chunk, nxt))
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-    return findings
-
-
-def _available_cpus() -> int:
-    """CPUs this process may run on (a container's CPU set, not the host's count) -- os.cpu_count() else."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    chunks = list(_chunks(items, chunk_size))
+    results = map_chunks(check_chunk, chunks, workers=workers, sizes=[len(c) for c in chunks], progress=progress)
+    return [finding for _done, found in results for finding in found]
 
 
 def verify_data(
@@ -198,7 +160,7 @@ def verify_data(
     wrong_shape: list[tuple[str, tuple[int, ...]]] = []
     if decode:
         items = [(r.image_id, str(r.path)) for r in index.records]
-        n_workers = max(1, workers if workers is not None else _available_cpus())
+        n_workers = max(1, workers if workers is not None else available_cpus())
         if chunk_size is None:
             chunk_size = max(1, min(256, math.ceil(len(items) / (n_workers * 4)) if items else 1))
         n_workers = min(n_workers, max(1, math.ceil(len(items) / chunk_size)))

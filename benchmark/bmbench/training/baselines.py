@@ -36,7 +36,6 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +47,7 @@ from PIL import Image
 from bmbench.classes import CLASS_CODES, NUM_CLASSES
 from bmbench.data.decode import DecodeError, decode_image
 from bmbench.errors import BmbenchError
+from bmbench.parallel import map_chunks
 from bmbench.splits.store import Split
 
 BASELINES: tuple[str, ...] = ("majority", "features_logreg")
@@ -277,33 +277,9 @@ def extract_features(
     if workers is not None and workers < 1:
         raise BmbenchError(f"workers must be at least 1, got {workers}")
     names = [os.fspath(p) for p in paths]
-    d = feature_dim()
-    out = np.empty((len(names), d), np.float32)
-    chunks = [(i, names[i : i + _CHUNK]) for i in range(0, len(names), _CHUNK)]
-    n_workers = min(workers or os.cpu_count() or 1, max(len(chunks), 1))
-    if n_workers == 1:
-        for start, chunk in chunks:
-            out[start : start + len(chunk)] = _features_chunk(chunk)
-            if progress is not None:
-                progress(len(chunk))
-        return out
-    pool = ProcessPoolExecutor(max_workers=n_workers)
-    try:
-        pending: dict[Future[npt.NDArray[np.float32]], tuple[int, int]] = {
-            pool.submit(_features_chunk, chunk): (start, len(chunk)) for start, chunk in chunks
-        }
-        while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                start, n = pending.pop(fut)
-                out[start : start + n] = fut.result()  # re-raises a worker's exception
-                if progress is not None:
-                    progress(n)
-    except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
-    return out
+    chunks = [names[i : i + _CHUNK] for i in range(0, len(names), _CHUNK)]
+    blocks = map_chunks(_features_chunk, chunks, workers=workers, progress=progress, sizes=[len(c) for c in chunks])
+    return np.concatenate(blocks) if blocks else np.zeros((0, feature_dim()), np.float32)
 
 
 # ---------------------------------------------------------------------------------------------------

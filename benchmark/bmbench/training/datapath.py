@@ -9,7 +9,6 @@ run draws exactly what an uninterrupted one would.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -22,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from bmbench.training.distributed import DistContext, ShardSampler, epoch_draws, per_process_batch
 
 from bmbench.data.decode import decode_image
+from bmbench.parallel import available_cpus
 from bmbench.training.recipe import Recipe
 from bmbench.training.transforms import eval_transform, train_transform
 
@@ -60,11 +60,7 @@ def resolve_workers(recipe: Recipe) -> int:
     """DataLoader workers: the recipe's number, or all usable CPUs (at most 8) for ``auto``."""
     if recipe.num_workers != "auto":
         return int(recipe.num_workers)
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return min(8, cpus)
+    return min(8, available_cpus())
 
 
 class DataPath(Protocol):
