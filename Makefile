@@ -22,6 +22,11 @@ demo: setup
 	$(BIN)/bmbench run submissions/baseline_majority --data synthetic --out $(DEMO) --resume
 	$(BIN)/bmbench run submissions/baseline_features_logreg --data synthetic --out $(DEMO) --resume
 	$(BIN)/bmbench run submissions/demo_cnn --data synthetic --out $(DEMO) --resume
+	$(BIN)/bmbench leaderboard add $(DEMO)/baseline_majority/synthetic --board demo --dir $(DEMO)/board --status reproduced --predictions --replace
+	$(BIN)/bmbench leaderboard add $(DEMO)/baseline_features_logreg/synthetic --board demo --dir $(DEMO)/board --status reproduced --predictions --replace
+	$(BIN)/bmbench leaderboard add $(DEMO)/demo_cnn/synthetic --board demo --dir $(DEMO)/board --status reproduced --predictions --replace
+	$(BIN)/bmbench leaderboard build --board demo --dir $(DEMO)/board
+	$(BIN)/bmbench leaderboard check --board demo --dir $(DEMO)/board
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -32,6 +32,9 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     home = tmp_path / "torch-home"
     monkeypatch.setenv("TORCH_HOME", str(home))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read once at import otherwise
 
     def no_network(*args: object, **kwargs: object) -> None:
         raise urllib.error.URLError("network is unreachable (test)")

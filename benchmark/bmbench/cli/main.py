@@ -5,7 +5,10 @@ from __future__ import annotations
 import typer
 
 from bmbench import __version__
-from bmbench.cli import data_cmd, run_cmd, score_cmd, splits_cmd, submissions_cmd
+from bmbench.cli import bench_cmd, grid_cmd
+from bmbench.cli import data_cmd, leaderboard_cmd, run_cmd, score_cmd, splits_cmd, submissions_cmd
+from bmbench.cli import pretrain_cmd
+from bmbench.cli import explain_cmd, lrfind_cmd
 
 app = typer.Typer(
     name="bmbench",
@@ -17,9 +20,15 @@ app = typer.Typer(
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(splits_cmd.app, name="splits")
 app.add_typer(submissions_cmd.app, name="submissions")
+app.add_typer(leaderboard_cmd.app, name="leaderboard")
 app.command("run")(run_cmd.run)
 app.command("merge")(run_cmd.merge)
 app.command("score")(score_cmd.score)
+app.command("bench")(bench_cmd.bench)
+app.command("grid")(grid_cmd.grid)
+app.command("pretrain")(pretrain_cmd.pretrain)
+app.command("lr-find")(lrfind_cmd.lr_find)
+app.command("explain")(explain_cmd.explain)
 
 
 def _version(value: bool) -> None:

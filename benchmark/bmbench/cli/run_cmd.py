@@ -105,6 +105,8 @@ def run(
                                          help="Cap training steps per epoch (smoke run: not comparable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue a run: keep finished folds, resume the rest."),
     seed: int = typer.Option(0, "--seed", help="Seed of sampling, augmentation and initialisation."),
+    concurrent_folds: int = typer.Option(1, "--concurrent-folds", min=1,
+                                         help="Run up to N folds at once, one process each (one GPU)."),
 ) -> None:
     """Train and evaluate a submission on the published split, then score it (predictions.csv, score.json, run.json)."""
     from bmbench.submissions.registry import resolve_submission
@@ -113,6 +115,15 @@ def run(
     loaded = resolve_submission(submission)
     options = RunOptions(data=data, folds=_parse_folds(folds), out=out, device=device, epochs=epochs,
                          max_steps=max_steps, resume=resume, seed=seed)
+    if concurrent_folds > 1:
+        from bmbench.training.concurrent import run_concurrent
+
+        def event(kind: str, fold: int, detail: str) -> None:
+            err_console.print(f"fold {fold}: {kind} ({detail})", highlight=False)
+
+        result = run_concurrent(loaded, options, concurrent_folds, on_event=event)
+        _summary(result)
+        return
     with RichLoopProgress() as progress:
         result = run_submission(loaded, options, progress=progress, feature_progress=progress.features)
     if result is not None:  # None on the non-zero ranks of a torchrun job

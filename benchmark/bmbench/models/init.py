@@ -156,5 +156,5 @@ def build_initialised_model(loaded: LoadedSubmission, num_classes: int) -> tuple
             )
         return model, {"init": sub.init, "checkpoint": str(ref.path), "checkpoint_sha256": meta["sha256"],
                        "pretraining": {k: meta.get(k) for k in ("dataset", "init", "recipe_digest", "epochs",
-                                                               "val_accuracy")}}
+                                                               "val_accuracy", "smoke")}}
     raise BmbenchError(f"init {sub.init!r} does not apply to a neural network")

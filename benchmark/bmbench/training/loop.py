@@ -96,6 +96,7 @@ class LoopSettings:
     bf16: bool = False
     channels_last: bool = False
     compile: bool = False
+    cuda_graphs: bool = False
 
 
 def settings_for(recipe: Recipe, device: torch.device, *, epochs: int, lr: float, seed: int,
@@ -104,7 +105,9 @@ def settings_for(recipe: Recipe, device: torch.device, *, epochs: int, lr: float
     cuda = device.type == "cuda"
     bf16 = cuda and recipe.precision in ("auto", "bf16")
     return LoopSettings(device=device, epochs=epochs, lr=lr, seed=seed, max_steps=max_steps, bf16=bf16,
-                        channels_last=cuda and recipe.channels_last, compile=cuda and recipe.compile)
+                        channels_last=cuda and recipe.channels_last,
+                        compile=cuda and (recipe.compile or recipe.cuda_graphs),
+                        cuda_graphs=cuda and recipe.cuda_graphs)
 
 
 def make_optimizer(model: nn.Module, recipe: Recipe, lr: float, device: torch.device) -> torch.optim.Optimizer:
@@ -238,8 +241,10 @@ def train_fold(model: nn.Module, datapath: DataPath, recipe: Recipe, settings: L
 
         train_model = DistributedDataParallel(
             model, device_ids=[settings.device.index] if settings.device.type == "cuda" else None)
-    step_model = torch.compile(train_model) if settings.compile else train_model
-    eval_model = torch.compile(model) if settings.compile else model
+    # CUDA graphs (recipe.cuda_graphs): torch.compile's cudagraph trees, single-process runs only.
+    mode = "reduce-overhead" if settings.cuda_graphs and dist is None else None
+    step_model = torch.compile(train_model, mode=mode) if settings.compile else train_model
+    eval_model = torch.compile(model, mode=mode) if settings.compile else model
 
     def shard(positions: np.ndarray) -> np.ndarray:
         return positions if dist is None else positions[dist.rank::dist.world_size]

@@ -7,8 +7,12 @@ training loop builds a fresh one, so no momentum buffers leak from the test into
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from dataclasses import dataclass
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,9 +38,12 @@ class LrFindResult:
     losses: list[float]
     suggested_lr: float
     rule: str
+    stopped_early: bool = False
+    """The loss diverged (5x its best) before ``num_iter`` batches: the curve ends below ``end_lr``."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"suggested_lr": self.suggested_lr, "rule": self.rule, "lrs": self.lrs, "losses": self.losses}
+        return {"suggested_lr": self.suggested_lr, "rule": self.rule, "stopped_early": self.stopped_early,
+                "lrs": self.lrs, "losses": self.losses}
 
 
 def suggest_lr(lrs: list[float], losses: list[float], rule: str) -> float:
@@ -56,9 +63,18 @@ def suggest_lr(lrs: list[float], losses: list[float], rule: str) -> float:
 
 
 def find_lr(model: nn.Module, datapath: DataPath, train: np.ndarray, recipe: Recipe,
-            settings: LoopSettings) -> LrFindResult:
-    """Run the range test; the model's weights are the same before and after."""
+            settings: LoopSettings, progress: Callable[[int], None] | None = None) -> LrFindResult:
+    """Run the range test; the model's weights (and buffers) are the same before and after.
+
+    torch-lr-finder's rough edges, handled here: its optimizer is a throwaway (the loop builds a fresh one);
+    its own ``reset()`` restores a state it cached, so the initial weights are restored from our copy as
+    well; with ``amp_backend="torch"`` it insists on a GradScaler, which bf16 does not need (a disabled one
+    is passed); and it prints and draws a tqdm bar, which are captured (``progress(1)`` per batch instead).
+    """
+    import unittest.mock
+
     from torch_lr_finder import LRFinder, TrainDataLoaderIter
+    from torch_lr_finder import lr_finder as lr_finder_module
 
     class EpochIter(TrainDataLoaderIter):  # type: ignore[misc]
         """Endless class-balanced batches; each pass over the data draws a fresh, seeded epoch."""
@@ -74,19 +90,105 @@ def find_lr(model: nn.Module, datapath: DataPath, train: np.ndarray, recipe: Rec
                 self.passes += 1
                 self._iterator = iter(datapath.train_batches(train, self.passes, stream=LR_FIND_STREAM))
                 batch = next(self._iterator)
+            if progress is not None:
+                progress(1)
             return self.inputs_labels_from_batch(batch)
 
     cfg = recipe.lr_find
     initial = copy.deepcopy(model.state_dict())
     model.to(settings.device)
     optimizer = make_optimizer(model, recipe, cfg.start_lr, settings.device)
-    amp = {"amp_backend": "torch", "amp_config": {"device_type": "cuda", "dtype": torch.bfloat16}} if settings.bf16 else {}
+    amp: dict[str, Any] = {}
+    if settings.bf16:  # bf16 autocast as in training; bf16 needs no loss scaling, hence a disabled scaler
+        amp = {"amp_backend": "torch", "amp_config": {"device_type": settings.device.type, "dtype": torch.bfloat16},
+               "grad_scaler": torch.amp.GradScaler(settings.device.type, enabled=False)}
     finder = LRFinder(model, optimizer, nn.CrossEntropyLoss(), device=settings.device, **amp)
     try:
-        finder.range_test(EpochIter(), end_lr=cfg.end_lr, num_iter=cfg.num_iter, step_mode="exp", diverge_th=5)
+        # The library prints to stdout and draws a tqdm bar on stderr; silence both without touching
+        # sys.stderr (the CLI's own progress bar draws there while the test runs).
+        with contextlib.redirect_stdout(io.StringIO()), \
+                unittest.mock.patch.object(lr_finder_module, "tqdm", lambda iterable, *_a, **_k: iterable):
+            finder.range_test(EpochIter(), end_lr=cfg.end_lr, num_iter=cfg.num_iter, step_mode="exp",
+                              diverge_th=5)
         lrs = [float(x) for x in finder.history["lr"]]
         losses = [float(x) for x in finder.history["loss"]]
     finally:
         finder.reset()
         model.load_state_dict(initial)
-    return LrFindResult(lrs, losses, suggest_lr(lrs, losses, cfg.rule), cfg.rule)
+    return LrFindResult(lrs, losses, suggest_lr(lrs, losses, cfg.rule), cfg.rule,
+                        stopped_early=len(lrs) < cfg.num_iter)
+
+
+@dataclass(frozen=True)
+class LrFindOptions:
+    """What ``bmbench lr-find`` lets a user choose besides the submission (defaults as ``bmbench run``)."""
+
+    fold: int = 0
+    data: str | None = None
+    out: Path = Path("runs")
+    device: str = "auto"
+    seed: int = 0
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class LrFindOutcome:
+    """Where the range test of one fold lies, what it says, and whether it was computed now or reused."""
+
+    path: Path
+    plot: Path
+    record: dict[str, Any] = field(repr=False)
+    computed: bool
+    synthetic: bool
+    recipe_uses_it: bool
+    """The recipe says ``lr = "find"``: ``bmbench run`` will train this fold with the suggested LR."""
+
+
+def run_lr_find(loaded: Any, options: LrFindOptions, progress: Callable[[int], None] | None = None) -> LrFindOutcome:
+    """The range test of one fold of a submission, computed (or reused) where ``bmbench run`` caches it.
+
+    The model is the fold's initial model exactly as ``bmbench run`` builds it (same seed, same
+    initialisation), on the fold's training images with the submission's augmentation and sampler.
+    """
+    from bmbench.classes import NUM_CLASSES
+    from bmbench.data.layout import scan_data
+    from bmbench.data.source import resolve_data
+    from bmbench.splits.store import load_split, split_for_dataset
+    from bmbench.training.gpu_datapath import make_datapath  # the data path `bmbench run` uses
+    from bmbench.training.loop import LAST, settings_for
+    from bmbench.training.lrfind_cache import (LR_FIND_PLOT, load_or_find_lr, lr_find_identity, lr_find_path,
+                                               plot_lr_find)
+    from bmbench.training.run import FOLD_DONE, fold_model, resolve_device
+
+    sub = loaded.submission
+    recipe = sub.recipe
+    if sub.kind == "baseline":
+        raise BmbenchError(f"{sub.name} is a baseline ({sub.backbone}); it has no learning rate to find")
+    index = scan_data(resolve_data(options.data))
+    split = load_split(split_for_dataset(index.dataset.id).name)
+    if not 0 <= options.fold < split.folds:
+        raise BmbenchError(f"--fold must be between 0 and {split.folds - 1}, not {options.fold}")
+    path = lr_find_path(Path(options.out) / sub.name / index.dataset.id, options.fold)
+    if options.force and ((path.parent / FOLD_DONE).is_file() or (path.parent / LAST).is_file()):
+        raise BmbenchError(
+            f"fold {options.fold} in {path.parent.parent} has already trained with its cached learning rate; "
+            "recomputing it there would no longer describe that training. Use --out to write elsewhere."
+        )
+    identity = lr_find_identity(loaded, split, options.fold, options.seed)
+    device = resolve_device(options.device)
+
+    def compute() -> LrFindResult:
+        paths = index.paths_for(split.image_ids, split.name)
+        model, _ = fold_model(loaded, options.seed, options.fold)
+        datapath = make_datapath(recipe, paths, split, NUM_CLASSES, device=device, seed=options.seed,
+                                 fold=options.fold, channels_last=device.type == "cuda" and recipe.channels_last)
+        settings = settings_for(recipe, device, epochs=recipe.epochs, lr=recipe.lr_find.start_lr,
+                                seed=options.seed, max_steps=None)
+        return find_lr(model, datapath, split.members(options.fold, "train"), recipe, settings, progress)
+
+    record, computed = load_or_find_lr(path, identity, compute, device=str(device), force=options.force)
+    plot = path.with_name(LR_FIND_PLOT)
+    tag = " [SYNTHETIC DATA]" if index.dataset.synthetic else ""
+    plot_lr_find(record, plot, title=f"{sub.name}, {split.name} fold {options.fold}{tag}")
+    return LrFindOutcome(path=path, plot=plot, record=record, computed=computed,
+                         synthetic=index.dataset.synthetic, recipe_uses_it=recipe.lr == "find")

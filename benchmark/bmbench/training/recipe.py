@@ -80,7 +80,11 @@ class Recipe(_Strict):
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on CPU.")
     channels_last: bool = Field(False, description="channels_last memory format on CUDA.")
     compile: bool = Field(False, description="torch.compile the model on CUDA.")
-    data_path: Literal["auto", "plain"] = Field("auto", description="Data pipeline (decode, augment, batch).")
+    data_path: Literal["auto", "plain", "gpu"] = Field(
+        "auto", description="Data pipeline: plain (DataLoader + Pillow), gpu (cached images, augmentation on the "
+        "device; bmbench.training.gpu_datapath), auto (gpu on CUDA, plain on CPU).")
+    cuda_graphs: bool = Field(False, description="CUDA graphs on CUDA (torch.compile mode reduce-overhead; "
+                              "implies compile; single-process runs only).")
     num_workers: int | Literal["auto"] = Field("auto", description="DataLoader workers; auto = all CPUs, max 8.")
 
     @model_validator(mode="after")
@@ -91,7 +95,9 @@ class Recipe(_Strict):
 
     def digest(self) -> str:
         """SHA-256 of the canonical JSON of the fully resolved recipe (provenance, caching)."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        # A switch added later is left out while off, so digests of recipes written before it stay the same.
+        canonical = json.dumps(self.model_dump(mode="json", exclude=set() if self.cuda_graphs else {"cuda_graphs"}),
+                               sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 

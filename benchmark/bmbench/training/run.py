@@ -126,10 +126,28 @@ def merge_predictions(fold_dirs: dict[int, Path], out: Path) -> None:
             handle.write((fold_dirs[fold] / FOLD_PREDICTIONS).read_text(encoding="utf-8"))
 
 
+def _holds_results(fold_dir: Path) -> bool:
+    """A fold folder holding more than a cached range test (``bmbench lr-find`` writes that before training)."""
+    from bmbench.training.lrfind_cache import LR_FIND_OUTPUTS
+
+    return fold_dir.exists() and any(p.name not in LR_FIND_OUTPUTS for p in fold_dir.iterdir())
+
+
+def fold_model(loaded: LoadedSubmission, seed: int, fold: int) -> tuple[Any, dict[str, Any]]:
+    """The fold's initial model and its init record; ``run`` and ``lr-find`` build it with the same seed."""
+    import torch
+
+    from bmbench.models.init import build_initialised_model
+    from bmbench.training.datapath import epoch_seed
+
+    torch.manual_seed(epoch_seed(seed, fold, 0, stream=2))  # model initialisation
+    return build_initialised_model(loaded, NUM_CLASSES)
+
+
 def _check_out_dir(run_dir: Path, folds: Sequence[int], resume: bool) -> None:
     if resume:
         return
-    existing = [f for f in folds if _fold_dir(run_dir, f).exists()]
+    existing = [f for f in folds if _holds_results(_fold_dir(run_dir, f))]
     if existing:
         raise BmbenchError(
             f"{run_dir} already holds results for fold(s) {', '.join(map(str, existing))}. Pass --resume to "
@@ -140,37 +158,36 @@ def _check_out_dir(run_dir: Path, folds: Sequence[int], resume: bool) -> None:
 
 def _run_torch_fold(loaded: LoadedSubmission, recipe: Recipe, split: Split, paths: list[Path], fold: int,
                     options: RunOptions, device: Any, fold_dir: Path, progress: Any, dist: Any) -> dict[str, Any]:
-    import torch
-
-    from bmbench.models.init import build_initialised_model
-    from bmbench.training.datapath import PlainDataPath, epoch_seed
+    from bmbench.training.gpu_datapath import describe_datapath, make_datapath
     from bmbench.training.loop import settings_for, train_fold
     from bmbench.training.lrfind import find_lr
+    from bmbench.training.lrfind_cache import load_or_find_lr, lr_find_identity, read_lr_find
 
-    torch.manual_seed(epoch_seed(options.seed, fold, 0, stream=2))  # model initialisation
-    model, init_info = build_initialised_model(loaded, NUM_CLASSES)
-    def datapath_for(dist_context: Any) -> PlainDataPath:
-        return PlainDataPath(recipe, paths, split.labels, NUM_CLASSES, seed=options.seed, fold=fold,
-                             pin_memory=device.type == "cuda", dist=dist_context)
+    model, init_info = fold_model(loaded, options.seed, fold)
+    def datapath_for(dist_context: Any) -> Any:  # recipe.data_path: plain DataLoader or GPU-resident
+        return make_datapath(recipe, paths, split, NUM_CLASSES, device=device, seed=options.seed, fold=fold,
+                             dist=dist_context, channels_last=device.type == "cuda" and recipe.channels_last)
 
     main = dist is None or dist.is_main
     train, val, test = (split.members(fold, role) for role in ("train", "val", "test"))
     epochs = options.epochs or recipe.epochs
     lr_info: dict[str, Any]
     if recipe.lr == "find":
-        cache = fold_dir / "lr_find.json"
-        if main and not cache.is_file():  # one process runs the range test with the global batch
+        cache, identity = fold_dir / "lr_find.json", lr_find_identity(loaded, split, fold, options.seed)
+        if main:  # one process runs (or reuses) the range test with the global batch
             probe = settings_for(recipe, device, epochs=epochs, lr=recipe.lr_find.start_lr, seed=options.seed,
                                  max_steps=options.max_steps)
-            atomic.write_json(cache, find_lr(model, datapath_for(None), train, recipe, probe).to_json())
+            load_or_find_lr(cache, identity, lambda: find_lr(model, datapath_for(None), train, recipe, probe),
+                            device=str(device))
         if dist is not None:
             dist.barrier()
-        lr_info = json.loads(cache.read_text(encoding="utf-8"))
+        lr_info = read_lr_find(cache, identity)
         lr = float(lr_info["suggested_lr"])
     else:
         lr, lr_info = float(recipe.lr), {"suggested_lr": None, "rule": "fixed in the recipe"}
     settings = settings_for(recipe, device, epochs=epochs, lr=lr, seed=options.seed, max_steps=options.max_steps)
-    outcome = train_fold(model, datapath_for(dist), recipe, settings, fold=fold, train=train, val=val, test=test,
+    datapath = datapath_for(dist)
+    outcome = train_fold(model, datapath, recipe, settings, fold=fold, train=train, val=val, test=test,
                          fold_dir=fold_dir, resume=options.resume, progress=progress)
     if main:
         write_fold_predictions(fold_dir / FOLD_PREDICTIONS, split, fold, outcome.test_positions, outcome.test_probs)
@@ -178,7 +195,7 @@ def _run_torch_fold(loaded: LoadedSubmission, recipe: Recipe, split: Split, path
             "epochs_run": outcome.epochs_run, "seconds": outcome.seconds, "lr": lr,
             "lr_rule": lr_info["rule"], "init": init_info,
             "bf16": settings.bf16, "channels_last": settings.channels_last, "compile": settings.compile,
-            "processes": dist.world_size if dist is not None else 1}
+            "processes": dist.world_size if dist is not None else 1, "data_path": describe_datapath(datapath)}
 
 
 def _run_baseline_fold(loaded: LoadedSubmission, split: Split, paths: list[Path], fold: int, options: RunOptions,
@@ -281,7 +298,11 @@ def finalize_run(run_dir: Path, split: Split, run: dict[str, Any]) -> RunResult:
     merge_predictions({f: _fold_dir(run_dir, f) for f in done}, run_dir / "predictions.csv")
     score = score_file(run_dir / "predictions.csv", split.name)
     atomic.write_json(run_dir / "score.json", score)
+    # A fold initialised from a smoke pre-training checkpoint makes the whole run not comparable.
+    smoke_init = any(((d.get("init") or {}).get("pretraining") or {}).get("smoke") for d in done.values())
     run = {**run, "folds": [done[f] for f in sorted(done)],
+           "comparable": bool(run.get("comparable")) and not smoke_init,
+           "smoke_pretraining": smoke_init,
            "device_hours": sum(float(d.get("device_hours", 0.0)) for d in done.values()),
            "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
     atomic.write_json(run_dir / "run.json", run)

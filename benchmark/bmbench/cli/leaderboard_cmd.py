@@ -1,0 +1,148 @@
+"""``bmbench leaderboard add|build|check|show|import-published``: thin commands over ``bmbench.leaderboard``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from bmbench.cli.common import console, err_console, user_errors
+
+app = typer.Typer(
+    help="The leaderboard: add a finished run as an entry, build README.md + index.html, check a pull request.",
+    no_args_is_help=True,
+)
+
+BOARD_HELP = "main (leaderboard/: real data only) or demo (runs/demo/board/: SYNTHETIC and smoke runs)."
+DIR_HELP = "Board folder (default: leaderboard/ for main, runs/demo/board/ for demo)."
+
+
+def _board(board: str, folder: Path | None):  # -> Board
+    from bmbench.leaderboard.board import get_board
+
+    return get_board(board, folder)
+
+
+def _print_sections(sections) -> None:  # noqa: ANN001 - list[Section]; imported lazily
+    """The ranked tables in the terminal (the README and index.html have every column)."""
+    from rich import box
+    from rich.table import Table
+
+    from bmbench.leaderboard.board import row_cells
+
+    short_status = {"reproduced here": "reproduced", "reported in a paper": "paper"}
+    keys = ["rank", "name", "f1", "f1_ci", "vs_leader", "status"]
+    if console.width < 110:
+        keys.remove("f1_ci")  # narrow terminal: keep the name, F1 and the verdict readable
+    labels = {"rank": "#", "f1": "F1", "f1_ci": "F1 95 % CI", "vs_leader": "vs leader"}
+    for section in sections:
+        table = Table(title=section.title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        for key in keys:
+            table.add_column(labels.get(key, key), justify="right" if key == "rank" else "left",
+                             no_wrap=key != "status")
+        for row in section.rows:
+            cells = row_cells(row)
+            texts = {k: cells[k].text for k in keys}
+            texts["status"] = short_status.get(row.entry.status, row.entry.status)  # the title says SYNTHETIC
+            table.add_row(*(texts[k] for k in keys))
+        if not section.rows:
+            table.add_row("", "(no results on this split yet)", *[""] * (len(keys) - 2))
+        console.print(table)
+
+
+@app.command("add")
+@user_errors
+def add(
+    run_dir: Path = typer.Argument(..., help="A finished run: <out>/<submission>/<dataset>/ with run.json."),
+    board: str = typer.Option("main", "--board", help=BOARD_HELP),
+    folder: Path | None = typer.Option(None, "--dir", help=DIR_HELP),
+    status: str = typer.Option("submitted", "--status", help="submitted, reproduced (here) or superseded."),
+    name: str | None = typer.Option(None, "--name", help="Entry name (default: the submission's name)."),
+    code_url: str | None = typer.Option(None, "--code-url", help="Code URL (default: code_url of submission.toml)."),
+    params: int | None = typer.Option(None, "--params", help="Trainable parameters (default: counted from the model)."),
+    submission: Path | None = typer.Option(None, "--submission", help="Submission folder, if not where run.json says."),
+    predictions: bool = typer.Option(False, "--predictions/--no-predictions",
+                                     help="Also store the gzipped predictions (re-scored by the check)."),
+    replace: bool = typer.Option(False, "--replace", help="Overwrite an existing entry of the same name."),
+) -> None:
+    """Make a leaderboard entry from a finished `bmbench run` (re-scored by the official scorer).
+
+    The main board refuses smoke runs (--epochs/--max-steps), SYNTHETIC data, incomplete folds and results
+    without a code URL; the demo board takes synthetic and smoke runs and labels them. Run
+    `bmbench leaderboard build` afterwards.
+    """
+    from bmbench.leaderboard.entries import add_run
+
+    target = _board(board, folder)
+    path = add_run(run_dir, target, status=status, name=name, code_url=code_url, parameters=params,
+                   submission_dir=submission, with_predictions=predictions, replace=replace)
+    console.print(f"wrote {path}" + (" (and its predictions)" if predictions else ""), highlight=False)
+
+
+@app.command("build")
+@user_errors
+def build(
+    board: str = typer.Option("main", "--board", help=BOARD_HELP),
+    folder: Path | None = typer.Option(None, "--dir", help=DIR_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the ranked tables."),
+) -> None:
+    """Check the entries, then write README.md and index.html (deterministic; atomic; nothing on failure)."""
+    from bmbench.leaderboard.build import build_board
+
+    result = build_board(_board(board, folder))
+    if not quiet:
+        _print_sections(result.sections)
+    console.print(f"wrote {result.readme} and {result.html} from {result.entries} entries", highlight=False)
+
+
+@app.command("show")
+@user_errors
+def show(
+    board: str = typer.Option("main", "--board", help=BOARD_HELP),
+    folder: Path | None = typer.Option(None, "--dir", help=DIR_HELP),
+) -> None:
+    """Print the ranked tables of a board (from its entries; writes nothing)."""
+    from bmbench.leaderboard.build import sections_for
+    from bmbench.leaderboard.entries import load_entries
+
+    target = _board(board, folder)
+    loaded, _ = load_entries(target)
+    _print_sections(sections_for(target, [entry for _, entry in loaded]))
+
+
+@app.command("check")
+@user_errors
+def check(
+    board: str = typer.Option("main", "--board", help=BOARD_HELP),
+    folder: Path | None = typer.Option(None, "--dir", help=DIR_HELP),
+) -> None:
+    """Validate every entry and the generated pages; what CI runs on a pull request. Exit 1 on any problem.
+
+    Checks: schema; safe, unique names; the board's policy; the published split and its SHA-256; each
+    fold's matrix holds exactly the fold's test images; metrics recomputed from the confusion matrices (and
+    predictions files re-scored) equal what the entry states; the paper's rows equal the package's tables;
+    README.md and index.html equal a fresh build. Never imports or runs code from submissions/.
+    """
+    from bmbench.leaderboard.check import check_board
+
+    target = _board(board, folder)
+    problems = check_board(target)
+    if problems:
+        for problem in problems:
+            err_console.print(str(problem), highlight=False, markup=False, soft_wrap=True)
+        err_console.print(f"[bold red]{len(problems)} problem(s)[/] in {target.root}", highlight=False)
+        raise typer.Exit(1)
+    console.print(f"{target.root}: all entries and the generated pages are sound", highlight=False)
+
+
+@app.command("import-published")
+@user_errors
+def import_published(
+    folder: Path | None = typer.Option(None, "--dir", help="Main board folder (default: leaderboard/)."),
+) -> None:
+    """Write the paper's rows (Table 4, with Table 5's per-class figures) as entries of the main board."""
+    from bmbench.leaderboard.build import import_published as run_import
+
+    paths = run_import(_board("main", folder))
+    console.print(f"wrote {len(paths)} entries reported in a paper to {paths[0].parent if paths else folder}",
+                  highlight=False)

@@ -1,0 +1,53 @@
+"""``bmbench lr-find``: the learning-rate range test of one fold, plotted, cached where ``bmbench run`` reads it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from bmbench.cli.common import console, err_console, user_errors
+
+
+@user_errors
+def lr_find(
+    submission: str = typer.Argument(..., help="Submission folder (submissions/resnet_imagenet) or name."),
+    fold: int = typer.Option(0, "--fold", min=0, help="Fold whose training images the test runs on."),
+    data: str | None = typer.Option(None, "--data", help="BM data folder or 'synthetic' (default $BMBENCH_DATA)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    out: Path = typer.Option(Path("runs"), "--out", help="Runs folder, as for `bmbench run` (the cache is shared)."),
+    seed: int = typer.Option(0, "--seed", help="Seed, as for `bmbench run` (same initial weights and batches)."),
+    force: bool = typer.Option(False, "--force", help="Recompute even if the fold's range test is cached."),
+) -> None:
+    """Run the learning-rate range test (Smith 2017) on a fold; save lr_find.json and the loss-vs-LR plot.
+
+    The result goes to OUT/<submission>/<dataset>/fold<K>/lr_find.json: `bmbench run` trains that fold
+    with the suggested LR when the recipe says lr = "find" (the paper's default).
+    """
+    from bmbench.submissions.registry import resolve_submission
+    from bmbench.training.lrfind import LrFindOptions, run_lr_find
+
+    loaded = resolve_submission(submission)
+    options = LrFindOptions(fold=fold, data=data, out=out, device=device, seed=seed, force=force)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    total = loaded.submission.recipe.lr_find.num_iter
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err_console, transient=True) as bar:
+        task = bar.add_task(f"range test, fold {fold}", total=total)
+        outcome = run_lr_find(loaded, options, progress=lambda k: bar.advance(task, k))
+    record = outcome.record
+    tag = " [bold red]SYNTHETIC DATA[/]" if outcome.synthetic else ""
+    how = "computed" if outcome.computed else "cached (reused; --force recomputes)"
+    console.print(f"{loaded.submission.name} fold {fold}{tag}: suggested learning rate "
+                  f"[bold]{record['suggested_lr']:.3g}[/] (rule: {record['rule']}; {how})")
+    lrs = record.get("lrs") or []
+    if lrs:
+        console.print(f"range tested: {min(lrs):.3g} .. {max(lrs):.3g} over {len(lrs)} batches"
+                      + (" (stopped early: the loss diverged)" if record.get("stopped_early") else ""))
+    console.print(f"wrote {outcome.path} and {outcome.plot}")
+    if outcome.recipe_uses_it:
+        console.print("`bmbench run` uses this learning rate for this fold (the recipe says lr = \"find\").")
+    else:
+        console.print(f"note: the recipe fixes lr = {loaded.submission.recipe.lr}; `bmbench run` will not use "
+                      "this result unless the recipe says lr = \"find\".")

@@ -1,0 +1,249 @@
+"""``bmbench grid``: the paper's reference grid (24 submissions x 5 folds), locally or as a SLURM array.
+
+The grid is the 24 reference submissions ``<vgg|resnet|regnet|vit>_<init>`` (Glüge et al. 2023, Table 4)
+times the folds of the published split; ``--submissions`` picks others by name patterns. Each task is one
+fold of one submission and is exactly ``bmbench run SUBMISSION --folds K --resume``: a finished fold
+(``fold.json``) is skipped, an interrupted one resumes from its last epoch. Locally the tasks run one after
+another; ``--slurm`` writes an array job with one task per pending fold instead. ``--merge`` (after the
+jobs) re-scores every submission over all its completed folds and prints the ``bmbench leaderboard add``
+commands for the complete ones.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import shlex
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bmbench.errors import BmbenchError
+
+PAPER_SUBMISSION_RE = re.compile(r"^(vgg|resnet|regnet|vit)_(random|imagenet|pcam|cd|imagenet_pcam|imagenet_cd)$")
+"""Names of the 24 reference submissions of the paper's Table 4."""
+BACKBONE_ORDER = ("vgg", "resnet", "regnet", "vit")
+FOLD_DONE = "fold.json"
+
+
+@dataclass(frozen=True)
+class GridTask:
+    """One fold of one submission, and how far it got."""
+
+    submission: str
+    folder: Path
+    fold: int
+    status: str
+    epochs_done: int
+    run_dir: Path
+
+    @property
+    def label(self) -> str:
+        return f"{self.submission}/fold{self.fold}"
+
+
+def _order(name: str) -> tuple[int, str]:
+    prefix = name.split("_", 1)[0]
+    return (BACKBONE_ORDER.index(prefix) if prefix in BACKBONE_ORDER else len(BACKBONE_ORDER), name)
+
+
+def select_submissions(patterns: str | None, root: Path | None = None) -> list[Any]:
+    """The paper's 24 reference submissions, or those matching comma-separated glob patterns
+    (``resnet_*,vit_imagenet``); a pattern that matches nothing is an error."""
+    from bmbench.submissions.registry import list_submissions
+
+    available = list_submissions(root)
+    if patterns is None:
+        chosen = [s for s in available if PAPER_SUBMISSION_RE.fullmatch(s.submission.name)]
+    else:
+        wanted = [p.strip() for p in patterns.split(",") if p.strip()]
+        if not wanted:
+            raise BmbenchError("--submissions is empty; give name patterns such as 'resnet_*,vit_imagenet'")
+        chosen = []
+        for pattern in wanted:
+            hits = [s for s in available if fnmatch.fnmatchcase(s.submission.name, pattern)]
+            if not hits:
+                names = ", ".join(s.submission.name for s in available)
+                raise BmbenchError(f"--submissions: {pattern!r} matches no submission; known: {names}")
+            chosen += [s for s in hits if s not in chosen]
+    return sorted(chosen, key=lambda s: _order(s.submission.name))
+
+
+def fold_status(run_dir: Path, fold: int) -> tuple[str, int]:
+    """``done`` (fold.json), ``partial`` (epochs in history.jsonl or a last.pt) or ``pending``; epochs done."""
+    folder = run_dir / f"fold{fold}"
+    history = folder / "history.jsonl"
+    epochs = len(history.read_text(encoding="utf-8").splitlines()) if history.is_file() else 0
+    if (folder / FOLD_DONE).is_file():
+        return "done", epochs
+    if epochs or (folder / "last.pt").is_file():
+        return "partial", epochs
+    return "pending", 0
+
+
+def grid_tasks(submissions: Sequence[Any], folds: Sequence[int], out: Path, dataset_id: str) -> list[GridTask]:
+    """Every (submission, fold) of the grid with its status under ``out``."""
+    tasks = []
+    for loaded in submissions:
+        run_dir = out / loaded.submission.name / dataset_id
+        for fold in folds:
+            status, epochs = fold_status(run_dir, fold)
+            tasks.append(GridTask(loaded.submission.name, Path(loaded.folder), fold, status, epochs, run_dir))
+    return tasks
+
+
+def run_options_args(data: str, out: Path, *, device: str = "auto", epochs: int | None = None,
+                     max_steps: int | None = None, seed: int = 0) -> list[str]:
+    """The ``bmbench run`` options every task of a grid shares."""
+    args = ["--data", data, "--out", str(out), "--device", device, "--seed", str(seed), "--resume"]
+    if epochs is not None:
+        args += ["--epochs", str(epochs)]
+    if max_steps is not None:
+        args += ["--max-steps", str(max_steps)]
+    return args
+
+
+def run_local(tasks: Sequence[GridTask], options: Any, *,
+              on_event: Callable[[str, GridTask, str], None] | None = None,
+              progress: Any = None) -> dict[str, str]:
+    """Run the unfinished tasks one submission after another (its pending folds in order, with resume).
+
+    Returns ``{submission: "ok" | error message}``; a failing submission does not stop the others.
+    """
+    from dataclasses import replace
+
+    from bmbench.submissions.registry import resolve_submission
+    from bmbench.training.run import run_submission
+
+    notify = on_event or (lambda kind, task, detail: None)
+    by_submission: dict[str, list[GridTask]] = {}
+    for task in tasks:
+        by_submission.setdefault(task.submission, []).append(task)
+    outcome: dict[str, str] = {}
+    for name, own in by_submission.items():
+        todo = [t for t in own if t.status != "done"]
+        for t in own:
+            if t.status == "done":
+                notify("skip", t, "finished")
+        if not todo:
+            continue
+        loaded = resolve_submission(str(todo[0].folder))
+        for t in todo:
+            notify("start", t, "resuming" if t.status == "partial" else "")
+        try:
+            run_submission(loaded, replace(options, folds=tuple(t.fold for t in todo), resume=True),
+                           progress=progress)
+        except BmbenchError as exc:
+            outcome[name] = exc.message
+            notify("failed", todo[0], exc.message)
+            continue
+        outcome[name] = "ok"
+        for t in todo:
+            notify("done", t, "")
+    return outcome
+
+
+def slurm_script(tasks: Sequence[GridTask], run_args: Sequence[str], *, max_parallel: int = 8,
+                 partition: str | None = None, time_limit: str = "24:00:00", cpus: int = 16, mem: str = "64G",
+                 bmbench: str = "bmbench", setup: str = "") -> str:
+    """A SLURM array script: task ``i`` runs one fold of one submission (``bmbench run --folds K --resume``)."""
+    if not tasks:
+        raise BmbenchError("no task to submit: every selected fold is finished (see `bmbench grid --dry-run`)")
+    if max_parallel < 1:
+        raise BmbenchError("--max-parallel must be at least 1")
+    header = ["#!/bin/bash",
+              f"# bmbench reference grid: {len(tasks)} task(s), one fold of one submission each.",
+              "# Written by `bmbench grid --slurm`; submit with `sbatch <this file>`, then run `bmbench grid --merge`",
+              "# with the same --submissions/--folds/--data/--out once every task has finished. Re-submitting is",
+              "# safe: finished folds are skipped, interrupted ones resume from their last epoch.",
+              "#SBATCH --job-name=bmbench-grid",
+              f"#SBATCH --array=0-{len(tasks) - 1}%{max_parallel}",
+              "#SBATCH --gres=gpu:1",
+              "#SBATCH --nodes=1",
+              "#SBATCH --ntasks=1",
+              f"#SBATCH --cpus-per-task={cpus}",
+              f"#SBATCH --mem={mem}",
+              f"#SBATCH --time={time_limit}",
+              "#SBATCH --output=bmbench-grid-%A_%a.log"]
+    if partition:
+        header.append(f"#SBATCH --partition={partition}")
+    lines = [*header, "", "set -euo pipefail", ""]
+    if setup:
+        lines += [setup, ""]
+    lines.append("# task id -> submission folder and fold")
+    lines.append("TASKS=(")
+    lines += [f"  {shlex.quote(str(t.folder))}:{t.fold}  # {t.label}" for t in tasks]
+    lines += [")", "",
+              'TASK="${TASKS[$SLURM_ARRAY_TASK_ID]}"',
+              'SUBMISSION="${TASK%:*}"',
+              'FOLD="${TASK##*:}"',
+              'echo "bmbench grid task $SLURM_ARRAY_TASK_ID: $SUBMISSION fold $FOLD on $(hostname)"',
+              f'exec {bmbench} run "$SUBMISSION" --folds "$FOLD" {" ".join(shlex.quote(a) for a in run_args)}',
+              ""]
+    return "\n".join(lines)
+
+
+@dataclass
+class MergedRun:
+    """One submission after ``--merge``."""
+
+    submission: str
+    run_dir: Path
+    folds: list[int]
+    complete: bool
+    score: dict[str, Any] | None
+    note: str = ""
+
+
+def merge_grid(submissions: Sequence[Any], out: Path, dataset_id: str, folds: int = 5) -> list[MergedRun]:
+    """Re-score each submission over all its completed folds (predictions.csv, score.json, run.json).
+
+    Uses the run.json the tasks wrote (device, versions, provenance) with the fold list replaced by every
+    completed fold, so a merge on a login node does not record the login node as the device.
+    """
+    from bmbench.splits.store import load_split
+    from bmbench.training.run import completed_folds, finalize_run
+
+    merged: list[MergedRun] = []
+    for loaded in submissions:
+        name = loaded.submission.name
+        run_dir = out / name / dataset_id
+        done = completed_folds(run_dir) if run_dir.is_dir() else {}
+        if not done:
+            merged.append(MergedRun(name, run_dir, [], False, None, "no completed fold"))
+            continue
+        run_json = run_dir / "run.json"
+        if not run_json.is_file():
+            merged.append(MergedRun(name, run_dir, sorted(done), False, None,
+                                    "no run.json: finish it with `bmbench run --resume`"))
+            continue
+        base = json.loads(run_json.read_text(encoding="utf-8"))
+        split = load_split(base["split"]["name"])
+        base = {k: v for k, v in base.items() if k not in ("folds", "device_hours", "created_at")}
+        result = finalize_run(run_dir, split, base)
+        merged.append(MergedRun(name, run_dir, sorted(done), len(done) == split.folds, result.score,
+                                "" if len(done) == split.folds else f"{len(done)}/{split.folds} folds"))
+    return merged
+
+
+def leaderboard_commands(merged: Sequence[MergedRun]) -> list[str]:
+    """``bmbench leaderboard add`` commands for the complete runs (the main board for comparable runs, the
+    demo board for synthetic or smoke ones), then ``bmbench leaderboard build``. Empty when bmbench has no
+    leaderboard package (it is never imported here)."""
+    import importlib.util
+
+    if importlib.util.find_spec("bmbench.leaderboard") is None:
+        return []
+    commands = []
+    for run in merged:
+        if not run.complete:
+            continue
+        meta = json.loads((run.run_dir / "run.json").read_text(encoding="utf-8"))
+        board = [] if meta.get("comparable") else ["--board", "demo"]
+        commands.append(shlex.join(["bmbench", "leaderboard", "add", str(run.run_dir), "--status", "reproduced",
+                                    *board]))
+    if commands:
+        commands.append("bmbench leaderboard build")
+    return commands

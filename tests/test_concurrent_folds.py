@@ -1,0 +1,59 @@
+"""`bmbench run --concurrent-folds N`: folds in parallel processes give exactly the sequential results."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bmbench.errors import BmbenchError
+from bmbench.submissions.registry import default_submissions_dir, resolve_submission
+from bmbench.submissions.schema import load_submission
+from bmbench.training.concurrent import run_concurrent, worker_command
+from bmbench.training.run import RunOptions, run_submission
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("subs") / "demo_cnn"
+    shutil.copytree(default_submissions_dir() / "demo_cnn", folder)
+    toml = (folder / "submission.toml").read_text().replace("num_workers = 2", "num_workers = 0")
+    (folder / "submission.toml").write_text(toml)
+    return folder
+
+
+def test_worker_command(tmp_path: Path) -> None:
+    options = RunOptions(out=tmp_path, device="cpu", epochs=2, max_steps=3, seed=4)
+    cmd = worker_command(Path("subs/demo_cnn"), 3, "/data/bm", options)
+    assert cmd[1:5] == ["-m", "bmbench.cli.main", "run", "subs/demo_cnn"]
+    text = " ".join(cmd)
+    for part in ("--folds 3", "--data /data/bm", f"--out {tmp_path}", "--device cpu", "--seed 4", "--resume",
+                 "--epochs 2", "--max-steps 3"):
+        assert part in text
+
+
+def test_refuses_baselines_and_torchrun(monkeypatch: pytest.MonkeyPatch, quick_demo: Path) -> None:
+    with pytest.raises(BmbenchError, match="baselines"):
+        run_concurrent(resolve_submission("baseline_majority"), RunOptions(data="synthetic"), 2)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(BmbenchError, match="torchrun"):
+        run_concurrent(load_submission(quick_demo), RunOptions(data="synthetic"), 2)
+
+
+@pytest.mark.slow
+def test_concurrent_folds_equal_a_sequential_run(quick_demo: Path, tmp_path: Path) -> None:
+    loaded = load_submission(quick_demo)
+    smoke = {"data": "synthetic", "folds": (0, 1), "epochs": 1, "max_steps": 2, "device": "cpu"}
+    sequential = run_submission(loaded, RunOptions(out=tmp_path / "seq", **smoke))
+    events: list[tuple[str, int]] = []
+    concurrent = run_concurrent(loaded, RunOptions(out=tmp_path / "conc", **smoke), 2,
+                                on_event=lambda kind, fold, detail: events.append((kind, fold)))
+    assert sorted(events) == [("done", 0), ("done", 1), ("start", 0), ("start", 1)]
+    assert concurrent.score["folds"] == [0, 1]
+    for fold in (0, 1):
+        same = [(run.run_dir / f"fold{fold}" / "test_predictions.csv").read_text()
+                for run in (sequential, concurrent)]
+        assert same[0] == same[1]
+    assert (concurrent.run_dir / "logs" / "fold0.log").is_file()
+    assert concurrent.run["comparable"] is False
