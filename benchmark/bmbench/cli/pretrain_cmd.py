@@ -16,24 +16,15 @@ class RichPretrainProgress(RichLoopProgress):
     """``bmbench run``'s progress bars, labelled with the data set, plus log lines and byte counters."""
 
     def __init__(self, label: str) -> None:
-        super().__init__()
-        self.label = label
+        super().__init__(label)
         self.epochs = 0
 
     def epoch_start(self, fold: int, epoch: int, epochs: int, steps: int) -> None:
         self.epochs = epochs
-        if self.task is not None:
-            self.progress.remove_task(self.task)
-        self.task = self.progress.add_task(f"{self.label} epoch {epoch + 1}/{epochs}", total=steps, rate="")
+        super().epoch_start(fold, epoch, epochs, steps)
 
     def epoch_end(self, record: Any) -> None:
-        mark = " *" if record.best else ""
-        self.progress.console.print(
-            f"{self.label} ep {record.epoch + 1:>2} | loss {record.train_loss:.3f}/{record.val_loss:.3f} "
-            f"| acc {record.train_accuracy:.3f}/{record.val_accuracy:.3f}{mark:2} | lr {record.lr:.2g} "
-            f"| {record.images_per_s:,.0f} img/s | {record.seconds:.0f} s",
-            highlight=False,
-        )
+        super().epoch_end(record)
         if record.epoch + 1 == self.epochs:
             self.progress.console.print(f"{self.label}: testing the best epoch on the test part", highlight=False)
 

@@ -11,9 +11,12 @@ from bmbench.cli.common import console, err_console, user_errors
 
 
 class RichLoopProgress:
-    """Rich progress bars for the training loop: one bar per epoch with images/s and ETA."""
+    """Rich progress bars for the training loop: one bar per epoch with images/s and ETA.
 
-    def __init__(self) -> None:
+    Lines are labelled ``fold <k>``, or with ``label`` (e.g. the pre-training data set) when given.
+    """
+
+    def __init__(self, label: str | None = None) -> None:
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                    TimeRemainingColumn)
 
@@ -22,6 +25,10 @@ class RichLoopProgress:
                                  console=err_console)
         self.task: Any = None
         self.images = 0
+        self.label = label
+
+    def _name(self, fold: int) -> str:
+        return self.label if self.label is not None else f"fold {fold}"
 
     def __enter__(self) -> RichLoopProgress:
         self.progress.start()
@@ -39,7 +46,7 @@ class RichLoopProgress:
     def epoch_start(self, fold: int, epoch: int, epochs: int, steps: int) -> None:
         if self.task is not None:
             self.progress.remove_task(self.task)
-        self.task = self.progress.add_task(f"fold {fold} epoch {epoch + 1}/{epochs}", total=steps, rate="")
+        self.task = self.progress.add_task(f"{self._name(fold)} epoch {epoch + 1}/{epochs}", total=steps, rate="")
 
     def step(self, images: int) -> None:
         task = self.progress.tasks[-1]
@@ -51,7 +58,7 @@ class RichLoopProgress:
     def epoch_end(self, record: Any) -> None:
         mark = " *" if record.best else ""
         self.progress.console.print(
-            f"fold {record.fold} ep {record.epoch + 1:>2} | loss {record.train_loss:.3f}/{record.val_loss:.3f} "
+            f"{self._name(record.fold)} ep {record.epoch + 1:>2} | loss {record.train_loss:.3f}/{record.val_loss:.3f} "
             f"| acc {record.train_accuracy:.3f}/{record.val_accuracy:.3f}{mark:2} | lr {record.lr:.2g} "
             f"| {record.images_per_s:,.0f} img/s | {record.seconds:.0f} s",
             highlight=False,
