@@ -103,7 +103,7 @@ def test_all_images_rows_equal_split_rows_for_complete_data(tiny_image_set) -> N
 
 
 def test_cli_cache_builds_reuses_and_verifies() -> None:
-    first = runner.invoke(app, ["data", "cache", "--data", "synthetic", "--workers", "2"])
+    first = runner.invoke(app, ["data", "cache", "--data", "synthetic", "--workers", "2", "--rebuild"])
     assert first.exit_code == 0, first.output
     assert "3,118 images" in first.output and "decoded" in first.output and "SYNTHETIC" in first.output
     again = runner.invoke(app, ["data", "cache", "--data", "synthetic"])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from bmbench.training.gpu_datapath import _gather, affine_matrices, augment_batch, sample_draws
+from bmbench.training.gpu_datapath import _gather, affine_matrices, augment_batch, mip_levels, sample_draws
 from bmbench.training.recipe import Augmentation
 
 BATCH = 32
@@ -38,11 +38,12 @@ def memmap_cache(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
 
 @pytest.mark.parametrize("size", [224, 64])
 def test_fused_augmentation_kernel(benchmark, batch_u8: torch.Tensor, size: int) -> None:
-    """One batch of 32: gather-free part of the GPU path (uint8 -> one affine resampling -> normalised)."""
+    """One batch of 32: the GPU path after the gather (uint8 -> antialiased affine resampling -> normalised)."""
     draws = sample_draws(BATCH, Augmentation(), 250, 250, torch.Generator().manual_seed(0))
     theta, inner = affine_matrices(draws, 250, 250)
+    level = mip_levels(draws, size)
     mean, std = torch.zeros(1, 3, 1, 1), torch.ones(1, 3, 1, 1)
-    out = benchmark(augment_batch, batch_u8, theta, inner, size, mean, std)
+    out = benchmark(augment_batch, batch_u8, theta, inner, size, mean, std, level=level)
     assert out.shape == (BATCH, 3, size, size) and torch.isfinite(out).all()
 
 

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 import tomllib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -179,11 +179,13 @@ def prepare_data(options: BenchOptions, progress: Callable[[str, int], Callable[
     from bmbench.data.cache import cache_status, ensure_cache, rows_for_index
     from bmbench.data.layout import scan_data
     from bmbench.data.source import resolve_data
+    from bmbench.splits.store import load_split, split_for_dataset
 
     index = scan_data(resolve_data(options.data))
     if not index.records:
         raise BmbenchError(f"{index.root} holds no images")
-    rows = rows_for_index(index)
+    # the cache `bmbench data cache --all-images` builds (for the complete BM data: the one runs read)
+    rows = rows_for_index(index, load_split(split_for_dataset(index.dataset.id).name))
     advance = progress("decoding images into the cache", len(rows)) if progress and cache_status(rows) != "ok" \
         else None
     cache = ensure_cache(rows, progress=advance)
@@ -545,10 +547,3 @@ def measure_concurrent(options: BenchOptions, backbone: str, data: BenchData, re
             "images_per_s_per_process": per_process, "storage_per_process": storages, "images_per_s_total": total,
             "images_per_s_one_process": best["train"]["images_per_s"],
             "ratio_vs_one_process": total / best["train"]["images_per_s"]}
-
-
-def iter_variant_records(doc: dict[str, Any]) -> Iterable[tuple[dict[str, Any], str, dict[str, Any]]]:
-    """``(backbone entry, variant label, record)`` over a bench document."""
-    for entry in doc["backbones"]:
-        for label, record in entry["variants"].items():
-            yield entry, label, record

@@ -12,19 +12,22 @@ per draw on the CPU:
   from the same generator, so they never depend on the device or the number of processes) with torchvision's
   algorithms: RandomResizedCrop's sampler (10 attempts, then the central-crop fallback), RandomRotation's
   uniform angle, the two flips. Crop + resize, rotation about the centre (expand=False, zero fill) and both
-  flips compose into ONE affine map per image, resampled once with ``grid_sample`` (bilinear), then
-  normalised; no host synchronisation per batch;
+  flips compose into ONE affine map per image, resampled once with ``grid_sample`` (bilinear; where a crop
+  is shrunk, from antialiased half-size copies of the source, blended per image: the counterpart of
+  torchvision's antialiased resize), then normalised; no host synchronisation per batch;
 * evaluation images are resized once per evaluation set with torchvision's own resize (antialiased, uint8,
   as in the plain path) and kept as uint8.
 
-Differences from the plain path are floating-point only, measured in ``tests/test_gpu_datapath.py`` and
-docs/performance.md: one bilinear resampling instead of an antialiased resize (rounded to uint8) followed by
-a nearest-neighbour rotation (torchvision's default; rounded again), and the edge of the zero fill.
+Differences from the plain path are interpolation details, measured in ``tests/test_gpu_datapath.py`` and
+docs/performance.md: one (mip-mapped) bilinear resampling instead of an antialiased resize (rounded to uint8)
+followed by a nearest-neighbour rotation (torchvision's default; rounded again), and the edge of the zero
+fill.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import queue
 import sys
@@ -179,13 +182,33 @@ def affine_matrices(draws: AugmentDraws, height: int, width: int) -> tuple[torch
     return theta.float(), inner.float()
 
 
+MAX_MIP_LEVEL = 4
+"""Coarsest antialiasing level: the source halved 4 times (a 16x downscale is filtered properly)."""
+
+
+def mip_levels(draws: AugmentDraws, size: int) -> torch.Tensor:
+    """Per draw, the antialiasing level ``log2(downscale factor)`` (0 when the crop is upsampled).
+
+    torchvision's resize of a crop larger than the output low-pass filters it (antialias=True); a bilinear
+    ``grid_sample`` does not, which matters for strong downscales (a 250 px crop to 32 px). The fused path
+    samples a pyramid of antialiased half-size copies of the source instead and blends the two levels around
+    this value per image (trilinear mip-mapping); the factor is the geometric mean of the two axes'.
+    """
+    factor = torch.sqrt(draws.width.double() * draws.height.double()) / size
+    return torch.log2(factor).clamp_(0.0, MAX_MIP_LEVEL).float()
+
+
 def augment_batch(images: torch.Tensor, theta: torch.Tensor, inner: torch.Tensor, size: int,
-                  mean: torch.Tensor, std: torch.Tensor, *, channels_last: bool = False) -> torch.Tensor:
+                  mean: torch.Tensor, std: torch.Tensor, *, level: torch.Tensor | None = None,
+                  max_level: int | None = None, channels_last: bool = False) -> torch.Tensor:
     """Resample a batch of uint8 ``(B, H, W, 3)`` images once through their affine maps; normalise.
 
     The source is sampled bilinearly with edge replication (as torchvision's resize does at a crop that
-    touches the border); pixels whose pre-image lies outside the intermediate resized crop are faded to
-    zero over one pixel (the rotation's zero fill); then ``(x / 255 - mean) / std`` as in the plain path.
+    touches the border); where ``level`` (:func:`mip_levels`) is above 0 the sample is blended from
+    antialiased half-, quarter-, ... size copies of the source (``max_level``: the highest level any image of
+    the batch needs, known on the host so that nothing waits for the device). Pixels whose pre-image lies
+    outside the intermediate resized crop are faded to zero over one pixel (the rotation's zero fill); then
+    ``(x / 255 - mean) / std`` as in the plain path.
     """
     x = images.permute(0, 3, 1, 2).float()
     # affine_grid's output coordinates (align_corners=False), by broadcasting: cheaper than its bmm on a CPU.
@@ -197,6 +220,16 @@ def augment_batch(images: torch.Tensor, theta: torch.Tensor, inner: torch.Tensor
 
     grid = torch.stack((coord(theta, 0), coord(theta, 1)), dim=-1)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if level is not None:
+        top = int(math.ceil(float(level.max()))) if max_level is None else max_level
+        if top > 0:
+            out = out.mul_((1.0 - level).clamp_(min=0.0).view(-1, 1, 1, 1))
+        for k in range(1, min(top, MAX_MIP_LEVEL) + 1):  # the hat weight of level k is 1 - |level - k|
+            h, w = -(-x.shape[2] // 2**k), -(-x.shape[3] // 2**k)
+            smaller = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+            weight = (1.0 - (level - k).abs()).clamp_(min=0.0).view(-1, 1, 1, 1)
+            out.add_(F.grid_sample(smaller, grid, mode="bilinear", padding_mode="border",
+                                   align_corners=False).mul_(weight))
     mask = coord(inner, 0).abs_().neg_().add_(1.0).mul_(size / 2).add_(0.5).clamp_(0.0, 1.0)
     mask.mul_(coord(inner, 1).abs_().neg_().add_(1.0).mul_(size / 2).add_(0.5).clamp_(0.0, 1.0))
     out = out.mul_(mask.unsqueeze(1)).div_(255.0).sub_(mean).div_(std)
@@ -334,8 +367,10 @@ class GpuDataPath:
         rank, world = (self.dist.rank, self.dist.world_size) if self.dist else (0, 1)
         mine = torch.tensor(ShardSampler(torch.arange(n), rank, world).indices, dtype=torch.long)
         local = order[mine]
-        theta, inner = affine_matrices(draws.select(mine), self.height, self.width)
-        return TrainEpoch(self, self._train_store(positions), local, torch.as_tensor(labels)[local], theta, inner)
+        mine_draws = draws.select(mine)
+        theta, inner = affine_matrices(mine_draws, self.height, self.width)
+        return TrainEpoch(self, self._train_store(positions), local, torch.as_tensor(labels)[local], theta, inner,
+                          mip_levels(mine_draws, self.train_size))
 
     def eval_batches(self, positions: np.ndarray) -> EvalBatches:
         """Sequential batches in ``positions`` order, resized once per evaluation set and kept as uint8."""
@@ -395,9 +430,9 @@ class TrainEpoch:
     """An epoch's batches: ``len()`` steps; iterating gathers, augments and normalises on the device."""
 
     def __init__(self, path: GpuDataPath, store: _Store, local: torch.Tensor, labels: torch.Tensor,
-                 theta: torch.Tensor, inner: torch.Tensor) -> None:
+                 theta: torch.Tensor, inner: torch.Tensor, level: torch.Tensor) -> None:
         self.path, self.store = path, store
-        self.local, self.labels, self.theta, self.inner = local, labels, theta, inner
+        self.local, self.labels, self.theta, self.inner, self.level = local, labels, theta, inner, level
 
     def __len__(self) -> int:
         return -(-len(self.local) // self.path.batch_size)
@@ -440,6 +475,9 @@ class TrainEpoch:
         labels = self.labels.to(device, non_blocking=True)
         theta = self.theta.to(device, non_blocking=True)
         inner = self.inner.to(device, non_blocking=True)
+        level = self.level.to(device, non_blocking=True)
+        # the highest antialiasing level of each batch, on the host (no device synchronisation)
+        top = [int(math.ceil(float(self.level[s:s + bsz].max()))) for s in range(0, len(self.level), bsz)]
         if self.store.mode == "device":
             local = self.local.to(device, non_blocking=True)
             source: Iterator[torch.Tensor] = (self.store.images.index_select(0, local[s:s + bsz])
@@ -448,8 +486,8 @@ class TrainEpoch:
             source = self._host_batches()
         for k, images in enumerate(source):
             s = slice(k * bsz, k * bsz + images.shape[0])
-            yield (augment_batch(images, theta[s], inner[s], path.train_size, path.mean, path.std,
-                                 channels_last=path.channels_last), labels[s])
+            yield (augment_batch(images, theta[s], inner[s], path.train_size, path.mean, path.std, level=level[s],
+                                 max_level=top[k], channels_last=path.channels_last), labels[s])
 
 
 class EvalBatches:
