@@ -120,3 +120,17 @@ def tiny_image_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[Split, lis
         ids_by_class[record.code].append(record.image_id)
     split = make_split(ids_by_class, name="tiny-test")
     return split, index.paths_for(split.image_ids, split.name)
+
+
+@pytest.fixture(scope="session")
+def quick_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of submissions/demo_cnn with single-process loading (same model.py), for fast runs."""
+    import shutil
+
+    from bmbench.submissions.registry import default_submissions_dir
+
+    folder = tmp_path_factory.mktemp("subs") / "demo_cnn"
+    shutil.copytree(default_submissions_dir() / "demo_cnn", folder)
+    toml = (folder / "submission.toml").read_text().replace("num_workers = 2", "num_workers = 0")
+    (folder / "submission.toml").write_text(toml)
+    return folder

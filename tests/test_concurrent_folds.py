@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from bmbench.errors import BmbenchError
-from bmbench.submissions.registry import default_submissions_dir, resolve_submission
+from bmbench.submissions.registry import resolve_submission
 from bmbench.submissions.schema import load_submission
 from bmbench.training.concurrent import run_concurrent, worker_command
 from bmbench.training.run import RunOptions, run_submission
-
-
-@pytest.fixture(scope="module")
-def quick_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("subs") / "demo_cnn"
-    shutil.copytree(default_submissions_dir() / "demo_cnn", folder)
-    toml = (folder / "submission.toml").read_text().replace("num_workers = 2", "num_workers = 0")
-    (folder / "submission.toml").write_text(toml)
-    return folder
 
 
 def test_worker_command(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import urllib.error
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from bmbench.classes import NUM_CLASSES
 from bmbench.cli.main import app
 from bmbench.errors import BmbenchError
 from bmbench.scoring.score import score_file
-from bmbench.submissions.registry import default_submissions_dir, resolve_submission
+from bmbench.submissions.registry import resolve_submission
 from bmbench.submissions.schema import load_submission
 from bmbench.training.datapath import PlainDataPath
 from bmbench.training.loop import settings_for, train_fold
@@ -25,16 +24,6 @@ from bmbench.training.recipe import Augmentation, Recipe
 from bmbench.training.run import RunOptions, run_submission
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def quick_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """demo_cnn with single-process loading (the tests' own copy; same model.py)."""
-    folder = tmp_path_factory.mktemp("subs") / "demo_cnn"
-    shutil.copytree(default_submissions_dir() / "demo_cnn", folder)
-    toml = (folder / "submission.toml").read_text().replace("num_workers = 2", "num_workers = 0")
-    (folder / "submission.toml").write_text(toml)
-    return folder
 
 
 @pytest.mark.slow

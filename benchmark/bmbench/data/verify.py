@@ -10,7 +10,6 @@ ten of each) and a one-line verdict that says how to fix what failed.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path

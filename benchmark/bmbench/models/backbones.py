@@ -2,7 +2,7 @@
 
 The classifier head is replaced by ``num_classes`` linear units (the paper: "we removed the last fully
 connected layer and used 21 linear units"). Building never downloads anything: weights are applied
-afterwards by :mod:`bmbench.models.init`. Build on ``torch.device("meta")`` to count parameters of large
+afterwards by :mod:`bmbench.models.init`. Build with ``device="meta"`` to count parameters of large
 models without allocating memory.
 """
 
@@ -17,7 +17,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from bmbench.errors import BmbenchError

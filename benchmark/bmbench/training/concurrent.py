@@ -55,11 +55,8 @@ def run_concurrent(loaded: Any, options: Any, workers: int,
     :class:`bmbench.training.run.RunResult` of the whole run; raises :class:`BmbenchError` naming the logs of
     any fold that failed (after the others have finished).
     """
-    from bmbench.data.layout import scan_data
-    from bmbench.data.source import resolve_data
-    from bmbench.splits.store import load_split, split_for_dataset
     from bmbench.training.gpu_datapath import CONCURRENT_ENV
-    from bmbench.training.run import FOLD_DONE, _check_out_dir, resolve_device, run_submission
+    from bmbench.training.run import FOLD_DONE, resolve_device, resolve_run_target, run_submission
 
     if workers < 1:
         raise BmbenchError(f"--concurrent-folds must be at least 1, got {workers}")
@@ -68,14 +65,7 @@ def run_concurrent(loaded: Any, options: Any, workers: int,
     sub = loaded.submission
     if sub.kind == "baseline":
         raise BmbenchError("--concurrent-folds is for neural networks; baselines run in seconds per fold")
-    index = scan_data(resolve_data(options.data))
-    split = load_split(split_for_dataset(index.dataset.id).name)
-    folds = tuple(options.folds) if options.folds is not None else tuple(range(split.folds))
-    bad = [f for f in folds if not 0 <= f < split.folds]
-    if bad:
-        raise BmbenchError(f"--folds must be between 0 and {split.folds - 1}; got {', '.join(map(str, bad))}")
-    run_dir = options.out / sub.name / index.dataset.id
-    _check_out_dir(run_dir, folds, options.resume)
+    index, split, folds, run_dir = resolve_run_target(loaded, options)
     pending = [f for f in folds if not (run_dir / f"fold{f}" / FOLD_DONE).is_file()]
     device = resolve_device(options.device)
     _prepare_cache(sub.recipe, index, split, device)

@@ -209,6 +209,19 @@ def _run_baseline_fold(loaded: LoadedSubmission, split: Split, paths: list[Path]
             "seconds": time.perf_counter() - started, "init": {"init": "none"}}
 
 
+def resolve_run_target(loaded: LoadedSubmission, options: RunOptions) -> tuple[Any, Split, tuple[int, ...], Path]:
+    """The data index, its published split, the folds asked for, and the run folder (checked for overwrites)."""
+    index = scan_data(resolve_data(options.data))
+    split = load_split(split_for_dataset(index.dataset.id).name)
+    folds = tuple(options.folds) if options.folds is not None else tuple(range(split.folds))
+    bad = [f for f in folds if not 0 <= f < split.folds]
+    if bad:
+        raise BmbenchError(f"--folds must be between 0 and {split.folds - 1}; got {', '.join(map(str, bad))}")
+    run_dir = options.out / loaded.submission.name / index.dataset.id
+    _check_out_dir(run_dir, folds, options.resume)
+    return index, split, folds, run_dir
+
+
 def run_submission(loaded: LoadedSubmission, options: RunOptions, progress: Any = None,
                    feature_progress: Callable[[int], None] | None = None) -> RunResult | None:
     """Train and evaluate ``loaded`` on the chosen folds; write predictions, score and provenance.
@@ -220,15 +233,8 @@ def run_submission(loaded: LoadedSubmission, options: RunOptions, progress: Any 
 
     sub = loaded.submission
     recipe = sub.recipe
-    index = scan_data(resolve_data(options.data))
-    split = load_split(split_for_dataset(index.dataset.id).name)
-    folds = tuple(options.folds) if options.folds is not None else tuple(range(split.folds))
-    bad = [f for f in folds if not 0 <= f < split.folds]
-    if bad:
-        raise BmbenchError(f"--folds must be between 0 and {split.folds - 1}; got {', '.join(map(str, bad))}")
+    index, split, folds, run_dir = resolve_run_target(loaded, options)
     paths = index.paths_for(split.image_ids, split.name)
-    run_dir = options.out / sub.name / index.dataset.id
-    _check_out_dir(run_dir, folds, options.resume)
     device = resolve_device(options.device) if sub.kind != "baseline" else None
     dist = None
     if device is not None:
