@@ -7,6 +7,8 @@ library callers and tests catch it like any exception. Programming errors stay o
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class BmbenchError(Exception):
     """An error caused by input or environment, with a message that says what to do about it."""
@@ -34,3 +36,21 @@ class PredictionsError(BmbenchError):
     """A predictions file failed validation; exit status 2 as for any invalid input to the scorer."""
 
     exit_code = 2
+
+
+def validation_messages(err: Any, schema: str) -> list[tuple[str, str]]:
+    """(dotted key, message) pairs for a pydantic ``ValidationError``, in words a user can act on.
+
+    ``schema`` names where the valid keys are documented (used for unknown keys). Duck-typed, so this
+    module does not import pydantic.
+    """
+    out: list[tuple[str, str]] = []
+    for item in err.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = f"unknown key; check its spelling against {schema}"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        out.append((key, message))
+    return out

@@ -40,6 +40,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bmbench.classes import CLASS_CODES, NUM_CLASSES
+from bmbench.errors import validation_messages
 
 ENTRY_SCHEMA_VERSION = 1
 STATUSES: tuple[str, ...] = ("reproduced here", "submitted", "reported in a paper", "superseded")
@@ -244,13 +245,4 @@ class Entry(_Strict):
 
 def format_validation_error(err: ValidationError) -> list[tuple[str, str]]:
     """(field, message) pairs for a pydantic error, in words a contributor can act on."""
-    out: list[tuple[str, str]] = []
-    for item in err.errors():
-        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
-            message = "unknown key; check its spelling against the entry schema (bmbench/leaderboard/schema.py)"
-        elif item["type"] == "missing":
-            message = "required key is missing"
-        out.append((key, message))
-    return out
+    return validation_messages(err, "the entry schema (bmbench/leaderboard/schema.py)")

@@ -29,8 +29,9 @@ import numpy as np
 from pydantic import ValidationError
 
 from bmbench import __version__, atomic
-from bmbench.errors import BmbenchError, DataNotFoundError
+from bmbench.errors import BmbenchError, DataNotFoundError, validation_messages
 from bmbench.pretraining.source import PCAM, InDomainSet, PretrainData, in_domain_set
+from bmbench.training.loop import NoProgress
 from bmbench.training.recipe import Recipe
 
 META_SCHEMA_VERSION = 1
@@ -49,17 +50,8 @@ class PretrainProgress(Protocol):
     def counter(self, description: str, total: int | None) -> Callable[[int], None]: ...
 
 
-class SilentProgress:
-    """A :class:`PretrainProgress` that shows nothing."""
-
-    def epoch_start(self, fold: int, epoch: int, epochs: int, steps: int) -> None:
-        pass
-
-    def step(self, images: int) -> None:
-        pass
-
-    def epoch_end(self, record: Any) -> None:
-        pass
+class SilentProgress(NoProgress):
+    """A :class:`PretrainProgress` that shows nothing (the loop's silent callbacks, plus log and counter)."""
 
     def log(self, message: str) -> None:
         pass
@@ -131,7 +123,7 @@ def pretrain_recipe(spec: InDomainSet, base: Recipe | Mapping[str, Any] | None =
     try:
         return Recipe.model_validate(raw)
     except ValidationError as err:
-        lines = [f"  {'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in err.errors()]
+        lines = [f"  {key}: {message}" for key, message in validation_messages(err, "docs/recipe.md")]
         raise BmbenchError(f"{where}: invalid recipe:\n" + "\n".join(lines)) from None
 
 

@@ -26,7 +26,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bmbench.errors import BmbenchError
+from bmbench.errors import BmbenchError, validation_messages
 from bmbench.training.recipe import Recipe
 
 SCHEMA_VERSION = 1
@@ -104,15 +104,7 @@ class LoadedSubmission(BaseModel):
 
 
 def _format_errors(path: Path, err: ValidationError) -> str:
-    lines = []
-    for item in err.errors():
-        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
-            message = "unknown key; check its spelling against the schema in the README"
-        elif item["type"] == "missing":
-            message = "required key is missing"
-        lines.append(f"  {key}: {message}")
+    lines = [f"  {key}: {message}" for key, message in validation_messages(err, "the schema in the README")]
     return f"{path}: invalid submission:\n" + "\n".join(lines)
 
 
