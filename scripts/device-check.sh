@@ -129,7 +129,7 @@ if ! "$PYTHON" -c "import pydantic" 2> /dev/null; then
     export PYTHONPATH="$PYTHONPATH:$WORK/site"
   else
     cat <<EOF
-MISSING: pydantic. bmbench's recipe and submission schemas (bmbench/training/recipe.py,
+MISSING: pydantic. bmbench's recipe and submission schemas (bmbench/recipe.py,
 bmbench/submissions/schema.py) are pydantic models, so neither \`bmbench bench\` nor \`bmbench run\` can start.
 This machine has no network: bring the wheels along. On a machine with PyPI access, in this checkout:
     scripts/device-wheels.sh            # writes .device-wheels/ (pydantic for CPython 3.10-3.13, ~10 MB)
@@ -138,7 +138,7 @@ EOF
     exit 3
   fi
 fi
-"$PYTHON" -c "import bmbench.training.gpu_datapath, bmbench.bench.measure, bmbench.grid" \
+"$PYTHON" -c "import bmbench.datapaths.gpu, bmbench.bench.measure, bmbench.runs.grid" \
   || { echo "bmbench does not import (see above)"; exit 3; }
 
 if [[ $MODE == gpu ]] && ! "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then

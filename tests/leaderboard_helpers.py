@@ -22,7 +22,7 @@ _RUNS: dict[tuple[str, str, bool], Path] = {}
 def synthetic_run(base: Path, submission: str = "baseline_majority", *, smoke: bool = False) -> Path:
     """A real `bmbench run` of a baseline on the SYNTHETIC data (cached per test session)."""
     from bmbench.submissions.registry import resolve_submission
-    from bmbench.training.run import RunOptions, run_submission
+    from bmbench.runs.run import RunOptions, run_submission
 
     key = (str(base), submission, smoke)
     if key not in _RUNS:

@@ -1,4 +1,4 @@
-"""The calibration baselines (bmbench.training.baselines): majority class and features + logistic regression.
+"""The calibration baselines (bmbench.engine.baselines): majority class and features + logistic regression.
 
 The published synthetic split expects the full default demo set, so these tests build their own small
 split (same algorithm, 5 folds, 20 % validation) over a tiny generated set of 15 images per class.
@@ -19,7 +19,7 @@ from bmbench.classes import CLASS_CODES, CLASS_INDEX, NUM_CLASSES
 from bmbench.errors import BmbenchError
 from bmbench.splits.algorithm import TRAIN, VAL
 from bmbench.splits.store import Split
-from bmbench.training.baselines import (
+from bmbench.engine.baselines import (
     BASELINES,
     C_GRID,
     FoldPrediction,
@@ -210,7 +210,7 @@ def test_bad_inputs_raise_bmbench_errors() -> None:
 
 def test_importing_baselines_loads_neither_torch_nor_sklearn() -> None:
     code = (
-        "import sys, bmbench.training.baselines\n"
+        "import sys, bmbench.engine.baselines\n"
         "bad = [m for m in ('torch', 'sklearn') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )

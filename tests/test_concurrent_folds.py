@@ -9,8 +9,8 @@ import pytest
 from bmbench.errors import BmbenchError
 from bmbench.submissions.registry import resolve_submission
 from bmbench.submissions.schema import load_submission
-from bmbench.training.concurrent import run_concurrent, worker_command
-from bmbench.training.run import RunOptions, run_submission
+from bmbench.runs.concurrent import run_concurrent, worker_command
+from bmbench.runs.run import RunOptions, run_submission
 
 
 def test_worker_command(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import torch
 from bmbench.errors import BmbenchError
 from bmbench.scoring.score import score_file
 from bmbench.submissions.registry import default_submissions_dir
-from bmbench.training.distributed import ShardSampler, epoch_draws, per_process_batch
+from bmbench.datapaths.sampling import ShardSampler, epoch_draws, per_process_batch
 
 
 def test_shards_partition_the_global_draws() -> None:

@@ -24,8 +24,8 @@ from bmbench.scoring.predictions import read_predictions
 from bmbench.splits.store import load_split
 from bmbench.submissions.registry import default_submissions_dir, resolve_submission
 from bmbench.submissions.schema import load_submission
-from bmbench.training.checkpoint import load_checkpoint
-from bmbench.training.run import RunOptions, run_submission
+from bmbench.engine.checkpoint import load_checkpoint
+from bmbench.runs.run import RunOptions, run_submission
 
 runner = CliRunner()
 

@@ -30,14 +30,14 @@ from torchvision.transforms.v2 import functional as TF  # noqa: N812
 from bmbench.classes import CLASS_CODES
 from bmbench.data.cache import build_cache, rows_for_split
 from bmbench.data.synthetic import render_cell
-from bmbench.training.datapath import PlainDataPath
-from bmbench.training.distributed import DistContext
-from bmbench.training.gpu_datapath import (AugmentDraws, GpuDataPath, affine_matrices, augment_batch,
+from bmbench.datapaths.plain import PlainDataPath
+from bmbench.engine.distributed import DistContext
+from bmbench.datapaths.gpu import (AugmentDraws, GpuDataPath, affine_matrices, augment_batch,
                                            describe_datapath, fallback_crop, make_datapath, mip_levels,
                                            release_resident_images, resolve_data_path, sample_crops,
                                            sample_draws)
-from bmbench.training.recipe import Augmentation, Recipe, channel_stats
-from bmbench.training.transforms import train_transform
+from bmbench.recipe import Augmentation, Recipe, channel_stats
+from bmbench.datapaths.transforms import train_transform
 
 H = W = 250
 BAND = 2
@@ -337,7 +337,7 @@ def test_both_paths_reach_the_same_accuracy_band(tmp_path: Path) -> None:
     At 64 px x 4 epochs: 0.551 vs 0.492. Chance is 0.048."""
     from bmbench.submissions.registry import default_submissions_dir
     from bmbench.submissions.schema import load_submission
-    from bmbench.training.run import RunOptions, run_submission
+    from bmbench.runs.run import RunOptions, run_submission
 
     scores = {}
     for path in ("plain", "gpu"):

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from bmbench.cli.main import app
 from bmbench.errors import BmbenchError
-from bmbench.grid import (PAPER_SUBMISSION_RE, fold_status, grid_tasks, run_options_args, select_submissions,
+from bmbench.runs.grid import (PAPER_SUBMISSION_RE, fold_status, grid_tasks, run_options_args, select_submissions,
                           slurm_script)
 
 runner = CliRunner()

@@ -19,14 +19,14 @@ from bmbench.errors import BmbenchError
 from bmbench.splits.store import load_split
 from bmbench.submissions.registry import default_submissions_dir
 from bmbench.submissions.schema import load_submission
-from bmbench.training import loop as loop_module
-from bmbench.training import lrfind as lrfind_module
-from bmbench.training.datapath import PlainDataPath
-from bmbench.training.lrfind import find_lr
-from bmbench.training.lrfind_cache import (LR_FIND_FILE, LR_FIND_PLOT, lr_find_identity, lr_find_path, plot_lr_find,
+from bmbench.engine import loop as loop_module
+from bmbench.runs import lrfind as lrfind_module
+from bmbench.datapaths.plain import PlainDataPath
+from bmbench.runs.lrfind import find_lr
+from bmbench.runs.lrfind_cache import (LR_FIND_FILE, LR_FIND_PLOT, lr_find_identity, lr_find_path, plot_lr_find,
                                            read_lr_find)
-from bmbench.training.recipe import Augmentation, LrFind, Recipe
-from bmbench.training.run import RunOptions, run_submission
+from bmbench.recipe import Augmentation, LrFind, Recipe
+from bmbench.runs.run import RunOptions, run_submission
 
 runner = CliRunner()
 CPU = torch.device("cpu")

@@ -28,8 +28,8 @@ from bmbench.pretraining.pretrain import (PretrainOptions, SilentProgress, check
                                           load_recipe_file, pretrain, pretrain_recipe)
 from bmbench.pretraining.source import CD, PCAM, SourceDataPath
 from bmbench.submissions.schema import load_submission
-from bmbench.training.recipe import Augmentation, Recipe
-from bmbench.training.run import RunOptions, run_submission
+from bmbench.recipe import Augmentation, Recipe
+from bmbench.runs.run import RunOptions, run_submission
 
 runner = CliRunner()
 BACKBONE = "torchvision:mobilenet_v3_small"

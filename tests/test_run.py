@@ -17,11 +17,11 @@ from bmbench.errors import BmbenchError
 from bmbench.scoring.score import score_file
 from bmbench.submissions.registry import resolve_submission
 from bmbench.submissions.schema import load_submission
-from bmbench.training.datapath import PlainDataPath
-from bmbench.training.loop import settings_for, train_fold
-from bmbench.training.merge import merge_runs
-from bmbench.training.recipe import Augmentation, Recipe
-from bmbench.training.run import RunOptions, run_submission
+from bmbench.datapaths.plain import PlainDataPath
+from bmbench.engine.loop import settings_for, train_fold
+from bmbench.runs.merge import merge_runs
+from bmbench.recipe import Augmentation, Recipe
+from bmbench.runs.run import RunOptions, run_submission
 
 runner = CliRunner()
 

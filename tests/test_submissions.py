@@ -16,7 +16,7 @@ from bmbench.models.backbones import build_backbone, count_parameters, imagenet_
 from bmbench.submissions.describe import describe_submission
 from bmbench.submissions.registry import default_submissions_dir, list_submissions, resolve_submission
 from bmbench.submissions.schema import load_submission
-from bmbench.training.recipe import Recipe
+from bmbench.recipe import Recipe
 
 PAPER = Path(__file__).resolve().parents[1] / "benchmark" / "bmbench" / "resources" / "paper"
 SHORT = {"vgg": "vgg19_bn", "resnet": "resnet152", "regnet": "regnet_y_32gf", "vit": "vit_l_32"}

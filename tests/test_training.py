@@ -14,12 +14,13 @@ from torch.utils.data import WeightedRandomSampler
 from torchvision.transforms import v2
 
 from bmbench.classes import NUM_CLASSES
-from bmbench.training.checkpoint import load_checkpoint
-from bmbench.training.datapath import PlainDataPath, class_balanced_weights
-from bmbench.training.loop import BEST, HISTORY, LAST, EpochRecord, make_scheduler, settings_for, train_fold
-from bmbench.training.lrfind import find_lr, suggest_lr
-from bmbench.training.recipe import Augmentation, LrFind, Recipe
-from bmbench.training.transforms import train_transform
+from bmbench.engine.checkpoint import load_checkpoint
+from bmbench.datapaths.plain import PlainDataPath
+from bmbench.datapaths.sampling import class_balanced_weights
+from bmbench.engine.loop import BEST, HISTORY, LAST, EpochRecord, make_scheduler, settings_for, train_fold
+from bmbench.runs.lrfind import find_lr, suggest_lr
+from bmbench.recipe import Augmentation, LrFind, Recipe
+from bmbench.datapaths.transforms import train_transform
 
 CPU = torch.device("cpu")
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from bmbench.training.gpu_datapath import _gather, affine_matrices, augment_batch, mip_levels, sample_draws
-from bmbench.training.recipe import Augmentation
+from bmbench.datapaths.gpu import _gather, affine_matrices, augment_batch, mip_levels, sample_draws
+from bmbench.recipe import Augmentation
 
 BATCH = 32
 FOLD_TRAIN = 109_700

@@ -220,8 +220,8 @@ def variants(options: BenchOptions, backbone: str, device: Any) -> list[Variant]
 
 def make_datapath(variant: Variant, recipe: Any, data: BenchData, device: Any, seed: int) -> Any:
     from bmbench.classes import NUM_CLASSES
-    from bmbench.training.datapath import PlainDataPath
-    from bmbench.training.gpu_datapath import GpuDataPath
+    from bmbench.datapaths.plain import PlainDataPath
+    from bmbench.datapaths.gpu import GpuDataPath
 
     labels = np.asarray(data.cache.labels, dtype=np.int64)[data.rows]
     if variant.path == PLAIN:
@@ -303,7 +303,7 @@ def measure_training(model: Any, step_model: Any, datapath: Any, positions: np.n
     """Images/s, step time and peak memory of ``steps`` training steps after ``warmup`` (compile) steps."""
     import torch
 
-    from bmbench.training.loop import LoopSettings, NoProgress, _train_epoch, make_optimizer
+    from bmbench.engine.loop import LoopSettings, NoProgress, _train_epoch, make_optimizer
 
     settings = LoopSettings(device=device, epochs=1, lr=BENCH_LR, seed=0, bf16=variant.bf16,
                             channels_last=variant.layout == "channels_last" and device.type == "cuda",
@@ -335,7 +335,7 @@ def measure_training(model: Any, step_model: Any, datapath: Any, positions: np.n
 def measure_eval(model: Any, datapath: Any, positions: np.ndarray, variant: Variant, device: Any, warmup: int,
                  steps: int) -> dict[str, Any]:
     """Forward-only images/s on evaluation batches (the loop's ``evaluate``)."""
-    from bmbench.training.loop import LoopSettings, evaluate
+    from bmbench.engine.loop import LoopSettings, evaluate
 
     settings = LoopSettings(device=device, epochs=1, lr=BENCH_LR, seed=0, bf16=variant.bf16,
                             channels_last=variant.layout == "channels_last" and device.type == "cuda",
@@ -412,8 +412,8 @@ def run_bench(options: BenchOptions, *, log: Callable[[str], None] = lambda s: N
     import torch
 
     from bmbench.models.backbones import build_backbone
-    from bmbench.training.gpu_datapath import release_resident_images
-    from bmbench.training.run import resolve_device
+    from bmbench.datapaths.gpu import release_resident_images
+    from bmbench.engine.device import resolve_device
 
     device = resolve_device(options.device)
     cuda = device.type == "cuda"
@@ -490,7 +490,7 @@ def run_bench(options: BenchOptions, *, log: Callable[[str], None] = lambda s: N
 
 
 def _versions() -> dict[str, Any]:
-    from bmbench.training.provenance import git_commit, package_versions
+    from bmbench.runs.provenance import git_commit, package_versions
 
     return {**package_versions(), "git": git_commit()}
 
@@ -498,14 +498,14 @@ def _versions() -> dict[str, Any]:
 def measure_concurrent(options: BenchOptions, backbone: str, data: BenchData, result: BackboneResult, device: Any,
                        log: Callable[[str], None]) -> dict[str, Any]:
     """Run the bmbench path of ``backbone`` in N processes at once; total images/s vs one process."""
-    from bmbench.training.gpu_datapath import CONCURRENT_ENV
+    from bmbench.datapaths.gpu import CONCURRENT_ENV
 
     single = [v for v in result.variants.values() if v["path"] == BMBENCH and "train" in v]
     if not single:
         return {"error": "no single-process measurement to compare with"}
     best = max(single, key=lambda v: v["train"]["images_per_s"])
     n = options.concurrent
-    from bmbench.training.gpu_datapath import release_resident_images
+    from bmbench.datapaths.gpu import release_resident_images
 
     release_resident_images()  # the workers load their own copies
     _free(device)

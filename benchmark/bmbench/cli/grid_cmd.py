@@ -57,10 +57,10 @@ def grid(
     from bmbench import atomic
     from bmbench.cli.run_cmd import RichLoopProgress, _parse_folds
     from bmbench.errors import BmbenchError
-    from bmbench.grid import (grid_tasks, leaderboard_commands, merge_grid, run_local, run_options_args,
+    from bmbench.runs.grid import (grid_tasks, leaderboard_commands, merge_grid, run_local, run_options_args,
                               select_submissions, slurm_script)
     from bmbench.splits.store import split_for_dataset
-    from bmbench.training.run import RunOptions
+    from bmbench.runs.run import RunOptions
 
     if sum([dry_run and slurm is None, slurm is not None, merge]) > 1:
         raise BmbenchError("choose one of --dry-run, --slurm and --merge (--slurm with --dry-run prints the script)")

@@ -25,7 +25,7 @@ def lr_find(
     with the suggested LR when the recipe says lr = "find" (the paper's default).
     """
     from bmbench.submissions.registry import resolve_submission
-    from bmbench.training.lrfind import LrFindOptions, run_lr_find
+    from bmbench.runs.lrfind import LrFindOptions, run_lr_find
 
     loaded = resolve_submission(submission)
     options = LrFindOptions(fold=fold, data=data, out=out, device=device, seed=seed, force=force)

@@ -117,13 +117,13 @@ def run(
 ) -> None:
     """Train and evaluate a submission on the published split, then score it (predictions.csv, score.json, run.json)."""
     from bmbench.submissions.registry import resolve_submission
-    from bmbench.training.run import RunOptions, run_submission
+    from bmbench.runs.run import RunOptions, run_submission
 
     loaded = resolve_submission(submission)
     options = RunOptions(data=data, folds=_parse_folds(folds), out=out, device=device, epochs=epochs,
                          max_steps=max_steps, resume=resume, seed=seed)
     if concurrent_folds > 1:
-        from bmbench.training.concurrent import run_concurrent
+        from bmbench.runs.concurrent import run_concurrent
 
         def event(kind: str, fold: int, detail: str) -> None:
             err_console.print(f"fold {fold}: {kind} ({detail})", highlight=False)
@@ -143,7 +143,7 @@ def merge(
     out: Path = typer.Option(..., "--out", help="Folder for the merged run."),
 ) -> None:
     """Combine folds run on different machines into one run, and score it."""
-    from bmbench.training.merge import merge_runs
+    from bmbench.runs.merge import merge_runs
 
     result = merge_runs(run_dirs, out)
     _summary(result)

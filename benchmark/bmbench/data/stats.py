@@ -158,7 +158,7 @@ def stats_source(option: str | None) -> StatsSource:
 
 def table2_comparison(stats: ChannelStats, dataset: str = "bm") -> list[dict[str, float | str]]:
     """Per channel: this data's mean/std, Table 2's (4 decimals) and the differences."""
-    from bmbench.training.recipe import channel_stats
+    from bmbench.recipe import channel_stats
 
     mean, std = channel_stats(dataset)
     return [{"channel": ch, "mean": stats.mean[k], "table2_mean": mean[k], "mean_diff": stats.mean[k] - mean[k],

@@ -163,7 +163,7 @@ def _data_index(run: dict[str, Any], option: str | None) -> Any:
 
 def _load_fold_model(loaded: Any, run_dir: Path, fold: int, device: Any) -> Any:
     from bmbench.models.backbones import build_backbone
-    from bmbench.training.checkpoint import load_checkpoint
+    from bmbench.engine.checkpoint import load_checkpoint
 
     path = run_dir / f"fold{fold}" / "best.pt"
     if not path.is_file():
@@ -187,8 +187,8 @@ def explain_run(run_dir: Path, options: ExplainOptions) -> ExplainResult:
     from bmbench.explain.targets import choose_target_layer
     from bmbench.scoring.predictions import read_predictions
     from bmbench.splits.store import load_split
-    from bmbench.training.run import resolve_device
-    from bmbench.training.transforms import eval_transform
+    from bmbench.engine.device import resolve_device
+    from bmbench.datapaths.transforms import eval_transform
 
     run_dir = Path(run_dir)
     code = options.code.strip().upper()

@@ -33,7 +33,7 @@ from PIL import Image
 from bmbench.errors import BmbenchError, DataNotFoundError
 from bmbench.pretraining.source import CD, PretrainData
 from bmbench.splits.algorithm import n_val, split_key
-from bmbench.training.recipe import channel_stats
+from bmbench.recipe import channel_stats
 
 PADDING = 0.10
 """Fraction of the box's longer side added on each side of the square crop."""

@@ -31,8 +31,8 @@ from pydantic import ValidationError
 from bmbench import __version__, atomic
 from bmbench.errors import BmbenchError, DataNotFoundError, validation_messages
 from bmbench.pretraining.source import PCAM, InDomainSet, PretrainData, in_domain_set
-from bmbench.training.loop import NoProgress
-from bmbench.training.recipe import Recipe
+from bmbench.engine.loop import NoProgress
+from bmbench.recipe import Recipe
 
 META_SCHEMA_VERSION = 1
 START_INITS = ("random", "imagenet")
@@ -234,8 +234,8 @@ def _check_settings(work: Path, settings: dict[str, Any]) -> None:
 
 def _choose_lr(model: Any, datapath: Any, data: PretrainData, recipe: Recipe, device: Any, work: Path,
                options: PretrainOptions, epochs: int) -> tuple[float, dict[str, Any]]:
-    from bmbench.training.loop import settings_for
-    from bmbench.training.lrfind import find_lr
+    from bmbench.engine.loop import settings_for
+    from bmbench.runs.lrfind import find_lr
 
     if recipe.lr != "find":
         return float(recipe.lr), {"suggested_lr": None, "rule": "fixed in the recipe"}
@@ -257,11 +257,11 @@ def pretrain(options: PretrainOptions, progress: PretrainProgress | None = None)
     from bmbench.models.backbones import head_name
     from bmbench.models.init import build_initialised_model, sha256_file
     from bmbench.pretraining.source import SourceDataPath
-    from bmbench.training.checkpoint import save_checkpoint
-    from bmbench.training.datapath import epoch_seed
-    from bmbench.training.loop import settings_for, train_fold
-    from bmbench.training.provenance import device_info, git_commit, package_versions
-    from bmbench.training.run import resolve_device
+    from bmbench.engine.checkpoint import save_checkpoint
+    from bmbench.datapaths.sampling import epoch_seed
+    from bmbench.engine.loop import settings_for, train_fold
+    from bmbench.runs.provenance import device_info, git_commit, package_versions
+    from bmbench.engine.device import resolve_device
 
     progress = progress or SilentProgress()
     spec = in_domain_set(options.dataset)

@@ -20,8 +20,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from bmbench.errors import BmbenchError
-from bmbench.training.datapath import PlainDataPath
-from bmbench.training.recipe import Recipe
+from bmbench.datapaths.plain import PlainDataPath
+from bmbench.recipe import Recipe
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bmbench.errors import BmbenchError, validation_messages
-from bmbench.training.recipe import Recipe
+from bmbench.recipe import Recipe
 
 SCHEMA_VERSION = 1
 SUBMISSION_FILE = "submission.toml"

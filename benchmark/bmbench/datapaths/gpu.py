@@ -1,6 +1,6 @@
 """The GPU-resident data path: cached uint8 images on the device, the paper's augmentation batched there.
 
-Same semantics as :class:`bmbench.training.datapath.PlainDataPath` (the reference), without decoding a JPEG
+Same semantics as :class:`bmbench.datapaths.plain.PlainDataPath` (the reference), without decoding a JPEG
 per draw on the CPU:
 
 * the images come from the image cache (:mod:`bmbench.data.cache`, decoded once), held on the device for the
@@ -44,9 +44,9 @@ import torch.nn.functional as F  # noqa: N812 - the usual name
 from bmbench.data.cache import ImageCache
 from bmbench.data.decode import EXPECTED_SHAPE
 from bmbench.errors import BmbenchError
-from bmbench.training.datapath import Batch, PlainDataPath, class_balanced_weights, epoch_seed
-from bmbench.training.distributed import DistContext, ShardSampler, epoch_draws, per_process_batch
-from bmbench.training.recipe import Augmentation, Recipe, channel_stats
+from bmbench.datapaths.plain import Batch, PlainDataPath
+from bmbench.datapaths.sampling import ProcessPlace, ShardSampler, class_balanced_weights, epoch_draws, epoch_seed, per_process_batch
+from bmbench.recipe import Augmentation, Recipe, channel_stats
 
 STORAGE_ENV = "BMBENCH_GPU_STORAGE"
 """``auto`` (default), ``device`` or ``host``: where the fold's images live."""
@@ -319,7 +319,7 @@ class GpuDataPath:
     name = "gpu"
 
     def __init__(self, recipe: Recipe, cache: ImageCache, num_classes: int, *, seed: int, fold: int,
-                 device: torch.device | str, dist: DistContext | None = None, storage: str = "auto",
+                 device: torch.device | str, dist: ProcessPlace | None = None, storage: str = "auto",
                  channels_last: bool = False, rows: np.ndarray | None = None) -> None:
         """``rows[p]`` is the cache row of position ``p`` (default: positions are cache rows, as for runs)."""
         self.recipe = recipe
@@ -531,7 +531,7 @@ def _note(message: str) -> None:
 
 
 def make_datapath(recipe: Recipe, paths: Sequence[Path], split: Any, num_classes: int, *, device: torch.device,
-                  seed: int, fold: int, dist: DistContext | None = None,
+                  seed: int, fold: int, dist: ProcessPlace | None = None,
                   channels_last: bool = False) -> PlainDataPath | GpuDataPath:
     """The data path the recipe asks for on ``device``; the GPU path builds the image cache on first use.
 

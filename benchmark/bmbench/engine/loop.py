@@ -23,10 +23,10 @@ from torch import nn
 
 from bmbench import atomic
 from bmbench.errors import BmbenchError
-from bmbench.training.checkpoint import load_checkpoint, save_checkpoint
-from bmbench.training.datapath import Batch, DataPath
-from bmbench.training.distributed import DistContext
-from bmbench.training.recipe import Recipe
+from bmbench.engine.checkpoint import load_checkpoint, save_checkpoint
+from bmbench.datapaths.plain import Batch, DataPath
+from bmbench.engine.distributed import DistContext
+from bmbench.recipe import Recipe
 
 LAST = "last.pt"
 BEST = "best.pt"

@@ -82,7 +82,7 @@ class Recipe(_Strict):
     compile: bool = Field(False, description="torch.compile the model on CUDA.")
     data_path: Literal["auto", "plain", "gpu"] = Field(
         "auto", description="Data pipeline: plain (DataLoader + Pillow), gpu (cached images, augmentation on the "
-        "device; bmbench.training.gpu_datapath), auto (gpu on CUDA, plain on CPU).")
+        "device; bmbench.datapaths.gpu), auto (gpu on CUDA, plain on CPU).")
     cuda_graphs: bool = Field(False, description="CUDA graphs on CUDA (torch.compile mode reduce-overhead; "
                               "implies compile; single-process runs only).")
     num_workers: int | Literal["auto"] = Field("auto", description="DataLoader workers; auto = all CPUs, max 8.")

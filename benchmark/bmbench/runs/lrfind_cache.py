@@ -29,7 +29,7 @@ IDENTITY_KEYS = ("submission", "submission_digest", "recipe_digest", "split", "s
 
 
 class RangeTestResult(Protocol):
-    """What :func:`bmbench.training.lrfind.find_lr` returns (kept abstract so this module needs no torch)."""
+    """What :func:`bmbench.runs.lrfind.find_lr` returns (kept abstract so this module needs no torch)."""
 
     def to_json(self) -> dict[str, Any]: ...
 

@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from bmbench.errors import BmbenchError
-from bmbench.training.datapath import DataPath
-from bmbench.training.loop import LoopSettings, make_optimizer
-from bmbench.training.recipe import Recipe
+from bmbench.datapaths.plain import DataPath
+from bmbench.engine.loop import LoopSettings, make_optimizer
+from bmbench.recipe import Recipe
 
 LR_FIND_STREAM = 1
 """Random stream of the range test's batches, apart from the training epochs' stream 0."""
@@ -154,11 +154,12 @@ def run_lr_find(loaded: Any, options: LrFindOptions, progress: Callable[[int], N
     from bmbench.data.layout import scan_data
     from bmbench.data.source import resolve_data
     from bmbench.splits.store import load_split, split_for_dataset
-    from bmbench.training.gpu_datapath import make_datapath  # the data path `bmbench run` uses
-    from bmbench.training.loop import LAST, settings_for
-    from bmbench.training.lrfind_cache import (LR_FIND_PLOT, load_or_find_lr, lr_find_identity, lr_find_path,
+    from bmbench.datapaths.gpu import make_datapath  # the data path `bmbench run` uses
+    from bmbench.engine.loop import LAST, settings_for
+    from bmbench.runs.lrfind_cache import (LR_FIND_PLOT, load_or_find_lr, lr_find_identity, lr_find_path,
                                                plot_lr_find)
-    from bmbench.training.run import FOLD_DONE, fold_model, resolve_device
+    from bmbench.engine.device import resolve_device
+    from bmbench.runs.run import FOLD_DONE, fold_model
 
     sub = loaded.submission
     recipe = sub.recipe

@@ -115,7 +115,7 @@ def run_local(tasks: Sequence[GridTask], options: Any, *,
     from dataclasses import replace
 
     from bmbench.submissions.registry import resolve_submission
-    from bmbench.training.run import run_submission
+    from bmbench.runs.run import run_submission
 
     notify = on_event or (lambda kind, task, detail: None)
     by_submission: dict[str, list[GridTask]] = {}
@@ -204,7 +204,7 @@ def merge_grid(submissions: Sequence[Any], out: Path, dataset_id: str, folds: in
     completed fold, so a merge on a login node does not record the login node as the device.
     """
     from bmbench.splits.store import load_split
-    from bmbench.training.run import completed_folds, finalize_run
+    from bmbench.runs.run import completed_folds, finalize_run
 
     merged: list[MergedRun] = []
     for loaded in submissions:

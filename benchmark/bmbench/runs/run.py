@@ -27,11 +27,12 @@ from bmbench import atomic
 from bmbench.classes import CLASS_CODES, NUM_CLASSES
 from bmbench.data.layout import scan_data
 from bmbench.data.source import resolve_data
+from bmbench.engine.device import resolve_device
 from bmbench.errors import BmbenchError
 from bmbench.scoring.score import score_file
 from bmbench.splits.store import Split, load_split, split_for_dataset
 from bmbench.submissions.schema import LoadedSubmission
-from bmbench.training.recipe import Recipe
+from bmbench.recipe import Recipe
 
 RUN_SCHEMA_VERSION = 1
 FOLD_DONE = "fold.json"
@@ -65,19 +66,6 @@ class RunResult:
     score: dict[str, Any]
     run: dict[str, Any]
     folds: list[dict[str, Any]] = field(default_factory=list)
-
-
-def resolve_device(name: str):  # -> torch.device
-    """``auto`` picks CUDA when available; asking for CUDA without one is an error, not a silent CPU run."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise BmbenchError("--device cuda was requested but no CUDA device is available; use --device cpu")
-    if name not in ("cpu", "cuda"):
-        raise BmbenchError(f"--device must be auto, cpu or cuda, not {name!r}")
-    return torch.device(name)
 
 
 def _process_device(device: Any, local_rank: int) -> Any:
@@ -128,7 +116,7 @@ def merge_predictions(fold_dirs: dict[int, Path], out: Path) -> None:
 
 def _holds_results(fold_dir: Path) -> bool:
     """A fold folder holding more than a cached range test (``bmbench lr-find`` writes that before training)."""
-    from bmbench.training.lrfind_cache import LR_FIND_OUTPUTS
+    from bmbench.runs.lrfind_cache import LR_FIND_OUTPUTS
 
     return fold_dir.exists() and any(p.name not in LR_FIND_OUTPUTS for p in fold_dir.iterdir())
 
@@ -138,7 +126,7 @@ def fold_model(loaded: LoadedSubmission, seed: int, fold: int) -> tuple[Any, dic
     import torch
 
     from bmbench.models.init import build_initialised_model
-    from bmbench.training.datapath import epoch_seed
+    from bmbench.datapaths.sampling import epoch_seed
 
     torch.manual_seed(epoch_seed(seed, fold, 0, stream=2))  # model initialisation
     return build_initialised_model(loaded, NUM_CLASSES)
@@ -158,10 +146,10 @@ def _check_out_dir(run_dir: Path, folds: Sequence[int], resume: bool) -> None:
 
 def _run_torch_fold(loaded: LoadedSubmission, recipe: Recipe, split: Split, paths: list[Path], fold: int,
                     options: RunOptions, device: Any, fold_dir: Path, progress: Any, dist: Any) -> dict[str, Any]:
-    from bmbench.training.gpu_datapath import describe_datapath, make_datapath
-    from bmbench.training.loop import settings_for, train_fold
-    from bmbench.training.lrfind import find_lr
-    from bmbench.training.lrfind_cache import load_or_find_lr, lr_find_identity, read_lr_find
+    from bmbench.datapaths.gpu import describe_datapath, make_datapath
+    from bmbench.engine.loop import settings_for, train_fold
+    from bmbench.runs.lrfind import find_lr
+    from bmbench.runs.lrfind_cache import load_or_find_lr, lr_find_identity, read_lr_find
 
     model, init_info = fold_model(loaded, options.seed, fold)
     def datapath_for(dist_context: Any) -> Any:  # recipe.data_path: plain DataLoader or GPU-resident
@@ -200,7 +188,7 @@ def _run_torch_fold(loaded: LoadedSubmission, recipe: Recipe, split: Split, path
 
 def _run_baseline_fold(loaded: LoadedSubmission, split: Split, paths: list[Path], fold: int, options: RunOptions,
                        fold_dir: Path, features: Callable[[], np.ndarray | None]) -> dict[str, Any]:
-    from bmbench.training.baselines import fit_predict_fold
+    from bmbench.engine.baselines import fit_predict_fold
 
     started = time.perf_counter()
     result = fit_predict_fold(loaded.submission.arch, features(), split.labels, split, fold, seed=options.seed)
@@ -229,7 +217,7 @@ def run_submission(loaded: LoadedSubmission, options: RunOptions, progress: Any 
     Under torchrun (several processes for one fold) only rank 0 writes files and returns the result;
     the other ranks return None.
     """
-    from bmbench.training.provenance import device_info, git_commit, package_versions
+    from bmbench.runs.provenance import device_info, git_commit, package_versions
 
     sub = loaded.submission
     recipe = sub.recipe
@@ -238,7 +226,7 @@ def run_submission(loaded: LoadedSubmission, options: RunOptions, progress: Any 
     device = resolve_device(options.device) if sub.kind != "baseline" else None
     dist = None
     if device is not None:
-        from bmbench.training.distributed import from_environment
+        from bmbench.engine.distributed import from_environment
 
         dist = from_environment(device.type)
         if dist is not None:
@@ -252,7 +240,7 @@ def run_submission(loaded: LoadedSubmission, options: RunOptions, progress: Any 
         if sub.arch == "majority":
             return None
         if "x" not in feature_cache:
-            from bmbench.training.baselines import extract_features
+            from bmbench.engine.baselines import extract_features
 
             feature_cache["x"] = extract_features(paths, progress=feature_progress)
         return feature_cache["x"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torchvision.transforms import v2
 
-from bmbench.training.recipe import Recipe, channel_stats
+from bmbench.recipe import Recipe, channel_stats
 
 
 def train_transform(recipe: Recipe) -> v2.Compose:

@@ -2,7 +2,7 @@
 
 A data path hands the loop iterables of ``(images, labels)`` batches. :class:`PlainDataPath` is the
 reference implementation (a torchvision ``DataLoader`` with Pillow decoding and the transforms of
-:mod:`bmbench.training.transforms`); a GPU-resident path can replace it behind the same two methods.
+:mod:`bmbench.datapaths.transforms`); a GPU-resident path can replace it behind the same two methods.
 Every epoch's randomness (sampling order, augmentation) derives from ``(seed, fold, epoch)``, so a resumed
 run draws exactly what an uninterrupted one would.
 """
@@ -18,20 +18,13 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from bmbench.training.distributed import DistContext, ShardSampler, epoch_draws, per_process_batch
-
 from bmbench.data.decode import decode_image
+from bmbench.datapaths.sampling import ProcessPlace, ShardSampler, class_balanced_weights, epoch_draws, epoch_seed, per_process_batch
 from bmbench.parallel import available_cpus
-from bmbench.training.recipe import Recipe
-from bmbench.training.transforms import eval_transform, train_transform
+from bmbench.recipe import Recipe
+from bmbench.datapaths.transforms import eval_transform, train_transform
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-
-
-def epoch_seed(seed: int, fold: int, epoch: int, stream: int = 0) -> int:
-    """A 63-bit seed for one epoch of one fold (``stream`` separates e.g. the LR range test from training)."""
-    state = np.random.SeedSequence([seed, fold, epoch, stream]).generate_state(2, np.uint32)
-    return int(state.view(np.uint64)[0] >> 1)
 
 
 class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
@@ -50,12 +43,6 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
         return self.transform(Image.fromarray(pixels)), int(self.labels[index])
 
 
-def class_balanced_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """Per-sample weights 1 / (count of its class): every class is drawn equally often in expectation."""
-    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    return 1.0 / counts[labels]
-
-
 def resolve_workers(recipe: Recipe) -> int:
     """DataLoader workers: the recipe's number, or all usable CPUs (at most 8) for ``auto``."""
     if recipe.num_workers != "auto":
@@ -69,7 +56,7 @@ class DataPath(Protocol):
     def train_batches(self, positions: np.ndarray, epoch: int, stream: int = 0) -> Iterable[Batch]: ...
     def eval_batches(self, positions: np.ndarray) -> Iterable[Batch]: ...
 
-    dist: DistContext | None
+    dist: ProcessPlace | None
     def train_steps(self, positions: np.ndarray) -> int: ...
 
 
@@ -77,7 +64,7 @@ class PlainDataPath:
     """torchvision DataLoader + Pillow transforms; the reference semantics for every other path."""
 
     def __init__(self, recipe: Recipe, paths: Sequence[Path], labels: np.ndarray, num_classes: int,
-                 *, seed: int, fold: int, pin_memory: bool = False, dist: DistContext | None = None) -> None:
+                 *, seed: int, fold: int, pin_memory: bool = False, dist: ProcessPlace | None = None) -> None:
         self.recipe = recipe
         self.paths = list(paths)
         self.labels = np.asarray(labels, dtype=np.int64)

@@ -11,14 +11,10 @@ SyncBatchNorm so that batch statistics are those of the global batch.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as torch_dist
-from torch.utils.data import Sampler
-
-from bmbench.errors import BmbenchError
 
 
 @dataclass(frozen=True)
@@ -51,35 +47,3 @@ def from_environment(device_type: str) -> DistContext | None:
     if not torch_dist.is_initialized():
         torch_dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
     return DistContext(rank=rank, world_size=world, local_rank=local_rank)
-
-
-def per_process_batch(batch_size: int, world_size: int) -> int:
-    """The per-process batch that keeps the global batch; refuses sizes that do not divide."""
-    if batch_size % world_size:
-        raise BmbenchError(
-            f"recipe.batch_size {batch_size} is not divisible by the {world_size} processes; the global batch "
-            "must split evenly (use a process count that divides it)"
-        )
-    return batch_size // world_size
-
-
-def epoch_draws(weights: torch.Tensor | None, n: int, generator: torch.Generator) -> torch.Tensor:
-    """The epoch's global sample order: ``n`` weighted draws with replacement, or a permutation of ``n``."""
-    if weights is None:
-        return torch.randperm(n, generator=generator)
-    return torch.multinomial(weights, n, replacement=True, generator=generator)
-
-
-class ShardSampler(Sampler[int]):
-    """Every ``world_size``-th index of a global order, starting at ``rank`` (the order padded to divide)."""
-
-    def __init__(self, order: torch.Tensor, rank: int = 0, world_size: int = 1) -> None:
-        pad = (-len(order)) % world_size
-        full = torch.cat([order, order[:pad]]) if pad else order
-        self.indices = full[rank::world_size].tolist()
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)

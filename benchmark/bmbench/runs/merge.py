@@ -9,7 +9,7 @@ from typing import Any
 
 from bmbench.errors import BmbenchError
 from bmbench.splits.store import load_split
-from bmbench.training.run import RunResult, completed_folds, finalize_run
+from bmbench.runs.run import RunResult, completed_folds, finalize_run
 
 SAME = ("submission.digest", "recipe_digest", "split.sha256", "data.dataset", "seed", "smoke")
 

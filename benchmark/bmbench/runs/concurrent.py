@@ -5,7 +5,7 @@ by side can raise the total throughput (``bmbench bench --concurrent N`` measure
 fold runs in its own process (``bmbench run --folds k --resume``: separate CUDA contexts, no shared state,
 a crash takes one fold down, not the others); this process builds the image cache first (so the workers do
 not all decode it), starts up to N workers, restarts nothing, and when all have finished scores the run
-exactly as a sequential run would (:func:`bmbench.training.run.run_submission` with ``resume``, which skips
+exactly as a sequential run would (:func:`bmbench.runs.run.run_submission` with ``resume``, which skips
 the finished folds and writes predictions.csv, score.json and run.json). Every worker is told N through
 ``$BMBENCH_CONCURRENT_FOLDS`` and keeps its images in device memory only if they fit in its share.
 Worker output goes to ``<run>/logs/fold<k>.log``.
@@ -52,11 +52,12 @@ def run_concurrent(loaded: Any, options: Any, workers: int,
     """Run the folds of ``options`` in up to ``workers`` processes at once, then merge and score them.
 
     ``on_event(kind, fold, detail)`` reports ``start``, ``done`` and ``failed`` per fold. Returns the
-    :class:`bmbench.training.run.RunResult` of the whole run; raises :class:`BmbenchError` naming the logs of
+    :class:`bmbench.runs.run.RunResult` of the whole run; raises :class:`BmbenchError` naming the logs of
     any fold that failed (after the others have finished).
     """
-    from bmbench.training.gpu_datapath import CONCURRENT_ENV
-    from bmbench.training.run import FOLD_DONE, resolve_device, resolve_run_target, run_submission
+    from bmbench.datapaths.gpu import CONCURRENT_ENV
+    from bmbench.engine.device import resolve_device
+    from bmbench.runs.run import FOLD_DONE, resolve_run_target, run_submission
 
     if workers < 1:
         raise BmbenchError(f"--concurrent-folds must be at least 1, got {workers}")
@@ -116,7 +117,7 @@ def run_concurrent(loaded: Any, options: Any, workers: int,
 
 def _prepare_cache(recipe: Any, index: Any, split: Any, device: Any) -> None:
     """Build the image cache once here when the workers will use the GPU data path."""
-    from bmbench.training.gpu_datapath import resolve_data_path
+    from bmbench.datapaths.gpu import resolve_data_path
 
     if resolve_data_path(recipe.data_path, device) != "gpu":
         return
