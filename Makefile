@@ -6,12 +6,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.bmbench-installed
 DEMO := runs/demo
 
-.PHONY: setup demo test bench clean-demo
+.PHONY: setup demo test fuzz bench clean-demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[all,test]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -30,6 +30,9 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+fuzz: setup
+	$(BIN)/python -m pytest -q -m fuzz tests/test_properties.py -p no:cacheprovider
 
 bench: setup
 	$(BIN)/python -m pytest -q tests/benchmarks --benchmark-enable --benchmark-autosave -s

@@ -80,6 +80,9 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pyt
     monkeypatch.setenv("BMBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "bmbench-cache"))
     monkeypatch.delenv("BMBENCH_DATA", raising=False)
     monkeypatch.delenv("BMBENCH_SPLITS", raising=False)
+    for name in ("BMBENCH_ROOT", "BMBENCH_SUBMISSIONS", "BMBENCH_WEIGHTS"):  # bmbench.paths: the checkout is the root
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("bmbench.paths._root_override", None)  # a CLI test's --root must not leak
 
 
 def make_split(ids_by_class: Mapping[str, Sequence[str]], name: str = "baselines-test") -> Split:

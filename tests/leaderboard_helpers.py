@@ -13,6 +13,7 @@ from bmbench.classes import CLASS_CODES, NUM_CLASSES
 from bmbench.leaderboard.board import Board, get_board
 from bmbench.leaderboard.build import build_board, import_published
 from bmbench.leaderboard.entries import add_run
+from bmbench.records.digest import submission_digest
 from bmbench.splits.store import Split
 from bmbench.submissions.registry import default_submissions_dir
 
@@ -49,10 +50,11 @@ def real_split_run(folder: Path, split: Split, *, accuracy: float = 0.8, seed: i
         lines += [f"{split.image_ids[p]},{fold},{CLASS_CODES[c]}" for p, c in zip(positions, pred, strict=True)]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "predictions.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    submission = default_submissions_dir() / "baseline_majority"
     run: dict[str, Any] = {
         "schema_version": 1,
-        "submission": {"name": "baseline_majority", "digest": "0" * 64, "backbone": "baseline:majority",
-                       "init": "none", "folder": str(default_submissions_dir() / "baseline_majority")},
+        "submission": {"name": "baseline_majority", "digest": submission_digest(submission),
+                       "backbone": "baseline:majority", "init": "none", "folder": str(submission)},
         "recipe_digest": "1" * 64,
         "comparable": True,
         "smoke": None,

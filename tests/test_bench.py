@@ -27,14 +27,25 @@ def test_peak_table_matches_specific_devices_first() -> None:
 
 def test_variants_per_device_and_backbone() -> None:
     cuda, cpu = SimpleNamespace(type="cuda"), SimpleNamespace(type="cpu")
-    regnet = variants(BenchOptions(), "torchvision:regnet_y_32gf", cuda)
-    assert [(v.path, v.layout) for v in regnet] == [(PLAIN, "nchw"), (BMBENCH, "channels_last"), (BMBENCH, "nchw")]
+    regnet = variants(BenchOptions(), "torchvision:regnet_y_32gf", cuda)  # the run's layout: NCHW for RegNet
+    assert [(v.path, v.layout, v.as_run) for v in regnet] == [(PLAIN, "nchw", False), (BMBENCH, "nchw", True)]
     assert not regnet[0].bf16 and not regnet[0].compile and regnet[1].bf16 and regnet[1].compile
-    assert [v.layout for v in variants(BenchOptions(), "torchvision:resnet152", cuda)] == ["nchw", "channels_last"]
+    both = variants(BenchOptions(layouts="both", cuda_graphs=True), "torchvision:resnet152", cuda)
+    assert [(v.layout, v.cuda_graphs, v.as_run) for v in both[1:]] == [
+        ("channels_last", False, True), ("channels_last", True, False), ("nchw", False, False), ("nchw", True, False)]
     on_cpu = variants(BenchOptions(), "torchvision:regnet_y_32gf", cpu)
     assert [(v.path, v.layout, v.bf16, v.compile) for v in on_cpu] == [(PLAIN, "nchw", False, False),
                                                                        (BMBENCH, "nchw", False, False)]
     assert largest_batch(None, on_cpu[1], cpu, 224) == 32
+
+
+def test_plain_recipe_defaults_equal_the_pydantic_recipe() -> None:
+    from dataclasses import asdict
+
+    from bmbench.recipe import Recipe
+    from bmbench.recipe_defaults import PlainRecipe
+
+    assert asdict(PlainRecipe()) == Recipe().model_dump()
 
 
 def test_recipe_hours_follow_the_split_sizes() -> None:

@@ -28,7 +28,7 @@ def test_verify_synthetic_generates_once_then_passes() -> None:
 
 def test_no_data_given_explains_where_to_get_it() -> None:
     result = runner.invoke(app, ["data", "verify"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert TCIA_URL in result.output and "BMBENCH_DATA" in result.output and "Traceback" not in result.output
     with pytest.raises(DataNotFoundError):
         resolve_data(None)
@@ -36,7 +36,7 @@ def test_no_data_given_explains_where_to_get_it() -> None:
 
 def test_wrong_path_explains(tmp_path: Path) -> None:
     result = runner.invoke(app, ["data", "verify", "--data", str(tmp_path / "nope"), "--no-decode"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "nope" in result.output and TCIA_URL in result.output
 
 
@@ -49,5 +49,5 @@ def test_env_variable_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 def test_synth_refuses_existing_target(tmp_path: Path) -> None:
     (tmp_path / DATA_FOLDER).mkdir()
     result = runner.invoke(app, ["data", "synth", "--out", str(tmp_path)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "already exists" in result.output

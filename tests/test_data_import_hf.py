@@ -124,7 +124,7 @@ def test_unmatched_images_are_counted_not_written_and_missing_ones_reported(orig
 
     result = runner.invoke(app, ["data", "import-hf", str(tmp_path / "disk"), "--out", str(tmp_path / "cli"),
                                  "--manifest", str(manifest), "--synthetic"])
-    assert result.exit_code == 1 and "2 image(s) match no manifest entry" in result.output
+    assert result.exit_code == 2 and "2 image(s) match no manifest entry" in result.output
     assert "incomplete" in result.output and "ABE_00001" in result.output
 
 
@@ -137,7 +137,7 @@ def test_a_reencoding_mirror_matches_nothing(original: Path, manifest: Path, tmp
 def test_import_without_a_committed_manifest_says_how_to_make_one(original: Path, tmp_path: Path,
                                                                   _private_splits_and_hf_cache: Path) -> None:
     result = runner.invoke(app, ["data", "import-hf", "hf:ekim15/bone_marrow_cell_dataset", "--out", str(tmp_path)])
-    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.exit_code == 2 and "Traceback" not in result.output
     text = " ".join(result.output.split())
     assert f"{MANIFEST_NAME} does not exist yet" in text
     assert "bmbench data manifest --data /path/to/BM_cytomorphology_data" in text
@@ -146,10 +146,10 @@ def test_import_without_a_committed_manifest_says_how_to_make_one(original: Path
 def test_published_manifest_needs_a_real_complete_copy(original: Path, tmp_path: Path,
                                                        _private_splits_and_hf_cache: Path) -> None:
     result = runner.invoke(app, ["data", "manifest", "--data", str(original)])
-    assert result.exit_code == 1 and "SYNTHETIC" in result.output and "--out" in result.output
+    assert result.exit_code == 2 and "SYNTHETIC" in result.output and "--out" in result.output
     partial = write_bm_tree(tmp_path / "bm", {"ABE": 2, "ART": 3}, chunk_size=2)
     result = runner.invoke(app, ["data", "manifest", "--data", str(partial)])
-    assert result.exit_code == 1 and "not the complete BM release" in " ".join(result.output.split())
+    assert result.exit_code == 2 and "not the complete BM release" in " ".join(result.output.split())
     assert not (_private_splits_and_hf_cache / MANIFEST_NAME).exists()
 
 
@@ -162,7 +162,7 @@ def test_manifest_refuses_to_replace_a_different_one(original: Path, manifest: P
     changed = "\n".join(lines) + "\n"
     manifest.write_text(changed)
     result = runner.invoke(app, ["data", "manifest", "--data", str(original), "--out", str(manifest)])
-    assert result.exit_code == 1 and "differs" in result.output and manifest.read_text() == changed
+    assert result.exit_code == 2 and "differs" in result.output and manifest.read_text() == changed
     forced = runner.invoke(app, ["data", "manifest", "--data", str(original), "--out", str(manifest), "--force"])
     assert forced.exit_code == 0 and manifest.read_text() != changed
 

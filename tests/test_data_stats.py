@@ -103,5 +103,5 @@ def test_cli_plain_folder_and_empty_folder(tmp_path: Path) -> None:
     assert result.exit_code == 0 and "a folder of images" in result.output and "11 images" in result.output
     (tmp_path / "empty").mkdir()
     result = runner.invoke(app, ["data", "stats", "--data", str(tmp_path / "empty")])
-    assert result.exit_code == 1 and "neither the BM layout nor any image file" in result.output
+    assert result.exit_code == 2 and "neither the BM layout nor any image file" in result.output
 

@@ -42,7 +42,7 @@ runner = CliRunner()
 )
 def test_target_layer_of_the_paper_backbones(submission: str, name: str, kind: type) -> None:
     loaded = resolve_submission(submission)
-    model = build_backbone(loaded, NUM_CLASSES, device="meta")
+    model = build_backbone(loaded.submission.backbone, NUM_CLASSES, loaded.folder, device="meta")
     target = choose_target_layer(model, loaded.submission.backbone)
     assert target.name == name and isinstance(target.module, kind)
     assert target.module is model.get_submodule(name)
@@ -154,7 +154,7 @@ def test_explain_a_tiny_trained_run(tiny_run: Path, tmp_path: Path) -> None:
 
     # The maps of one image differ between target classes (computed on the run's own fold-0 model).
     loaded = load_submission(Path(json.loads((tiny_run / "run.json").read_text())["submission"]["folder"]))
-    model = build_backbone(loaded, NUM_CLASSES)
+    model = build_backbone(loaded.submission.backbone, NUM_CLASSES, loaded.folder)
     model.load_state_dict(load_checkpoint(tiny_run / "fold0" / "best.pt")["model"])
     image = torch.randn(1, 3, 64, 64)
     per_class = grad_cam_maps(model, choose_target_layer(model, "model.py"), image.repeat(4, 1, 1, 1), [0, 5, 10, 20])
@@ -189,18 +189,18 @@ def test_cli_explain_and_its_refusals(tiny_run: Path, tmp_path: Path) -> None:
     assert (tmp_path / "g" / "gallery.html").is_file()
 
     bad = runner.invoke(app, ["explain", str(tiny_run), "--class", "XYZ"])
-    assert bad.exit_code == 1 and "--class must be one of" in bad.output
+    assert bad.exit_code == 2 and "--class must be one of" in bad.output
     bad = runner.invoke(app, ["explain", str(tiny_run), "--class", code, "--fold", "3"])
-    assert bad.exit_code == 1 and "fold 3 is not in this run" in bad.output
+    assert bad.exit_code == 2 and "fold 3 is not in this run" in bad.output
     bad = runner.invoke(app, ["explain", str(tmp_path), "--class", code])
-    assert bad.exit_code == 1 and "run.json is missing" in bad.output
+    assert bad.exit_code == 2 and "run.json is missing" in bad.output
 
     # A submission whose files changed since the run is refused (its digest differs).
     changed = tmp_path / "changed" / "demo_cnn"
     shutil.copytree(Path(json.loads((tiny_run / "run.json").read_text())["submission"]["folder"]), changed)
     (changed / "model.py").write_text((changed / "model.py").read_text() + "\n# edited\n")
     bad = runner.invoke(app, ["explain", str(tiny_run), "--class", code, "--submission", str(changed)])
-    assert bad.exit_code == 1 and "digest" in bad.output and "Traceback" not in bad.output
+    assert bad.exit_code == 2 and "digest" in bad.output and "Traceback" not in bad.output
 
 
 def test_pick_examples_prefers_confident_and_balances_correct_and_wrong() -> None:

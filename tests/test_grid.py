@@ -46,15 +46,17 @@ def test_slurm_script_maps_tasks_to_pending_folds(tmp_path: Path) -> None:
     (done / "fold.json").write_text("{}")
     tasks = [t for t in grid_tasks(subs, range(5), tmp_path, "bm") if t.status != "done"]
     assert len(tasks) == 29
-    script = slurm_script(tasks, run_options_args("/data/bm", tmp_path), max_parallel=6, partition="gpu")
+    script = slurm_script(tasks, run_options_args("/data/bm", tmp_path), max_parallel=6, partition="gpu", gpus=1)
     assert script.startswith("#!/bin/bash\n")
     for line in ("#SBATCH --array=0-28%6", "#SBATCH --gres=gpu:1", "#SBATCH --partition=gpu",
                  'TASK="${TASKS[$SLURM_ARRAY_TASK_ID]}"'):
         assert line in script
-    mapping = [line.split("#")[0].strip() for line in script.splitlines() if line.startswith("  ")]
+    mapping = [line.split("#")[0].strip() for line in script.splitlines()
+               if line.startswith("  ") and "submissions/" in line]  # the TASKS=( ... ) array
     assert len(mapping) == 29 and mapping[0].endswith("submissions/resnet_cd:1")
     assert mapping[-1].endswith("submissions/resnet_random:4")
-    exec_line = next(line for line in script.splitlines() if line.startswith("exec "))
+    exec_line = next(line for line in script.splitlines() if line.startswith("bmbench run "))
+    assert exec_line.endswith(" &")  # in the background, so the batch shell can pass USR1 on
     assert '--folds "$FOLD"' in exec_line and "--resume" in exec_line and "--data /data/bm" in exec_line
     with pytest.raises(BmbenchError, match="no task"):
         slurm_script([], [])

@@ -17,8 +17,8 @@ from bmbench.classes import NUM_CLASSES
 from bmbench.cli.main import app
 from bmbench.errors import BmbenchError
 from bmbench.leaderboard import stats
-from bmbench.leaderboard.board import get_board
-from bmbench.leaderboard.build import build_board, render_board
+from bmbench.leaderboard.board import COLUMNS, get_board
+from bmbench.leaderboard.build import GENERATED, build_board, render_board
 from bmbench.leaderboard.check import BoardProblems, check_board
 from bmbench.leaderboard.entries import add_run, dump_entry, load_entries
 from bmbench.leaderboard.published import derived_metrics, fmt, published_entries
@@ -74,7 +74,12 @@ def test_schema_accepts_published_entry_and_roundtrips_canonically() -> None:
     (lambda d: d["metrics"]["f1"].update(mean="NaN"), "metrics.f1.mean"),
     (lambda d: d.update(results={"kind": "confusions", "folds": [{"fold": 0, "confusion": [[1, 2]]}]}),
      "confusion"),
-    (lambda d: d.update(schema_version=2), "schema_version"),
+    (lambda d: d.update(schema_version=3), "schema_version"),
+    (lambda d: d.update(protocol="knn-5"), "protocol"),
+    (lambda d: d.update(weights={"url": "https://x.org/w.pt", "sha256": "abc"}), "weights.sha256"),
+    (lambda d: d.update(weights={"url": "javascript:alert(1)", "sha256": "0" * 64}), "weights.url"),
+    (lambda d: d.update(metrics={}), "metrics"),
+    (lambda d: d.update(encoder={"id": "x", "parameters": 1, "feature_dim": 8}), "encoder"),
 ])
 def test_schema_refuses_bad_entries(change, field: str) -> None:
     from pydantic import ValidationError
@@ -125,7 +130,8 @@ def test_derived_rows_come_out_as_printed() -> None:
 def test_board_shows_every_paper_row_as_printed(tmp_path: Path) -> None:
     board = main_board(tmp_path / "board")
     readme = board.readme.read_text(encoding="utf-8")
-    lines = {line.split(" | ")[1].strip("*"): line for line in readme.splitlines()
+    at = [c.key for c in COLUMNS].index("name")
+    lines = {line.split(" | ")[at].strip("*"): line for line in readme.splitlines()
              if line.startswith("| ") and " | " in line and ("gluge2023_" in line or "matek2021_" in line)}
     for row in _table(4):
         name = f"{row['source']}_{row['model']}_{row['pretraining']}".replace("+", "_")
@@ -259,7 +265,7 @@ def test_cli_add_build_check_show(majority_run: Path, tmp_path: Path) -> None:
                                  "--predictions", "--status", "reproduced"])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["leaderboard", "check", "--board", "demo", "--dir", str(folder)])
-    assert result.exit_code == 1 and "README.md" in result.output and "bmbench leaderboard build" in result.output
+    assert result.exit_code == 2 and "README.md" in result.output and "bmbench leaderboard build" in result.output
     result = runner.invoke(app, ["leaderboard", "build", "--board", "demo", "--dir", str(folder)])
     assert result.exit_code == 0 and "baseline_majority" in result.output
     result = runner.invoke(app, ["leaderboard", "check", "--board", "demo", "--dir", str(folder)])
@@ -267,7 +273,7 @@ def test_cli_add_build_check_show(majority_run: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["leaderboard", "show", "--board", "demo", "--dir", str(folder)])
     assert result.exit_code == 0 and "baseline_majority" in result.output
     result = runner.invoke(app, ["leaderboard", "add", str(majority_run), "--dir", str(tmp_path / "main")])
-    assert result.exit_code == 1 and "SYNTHETIC" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "SYNTHETIC" in result.output and "Traceback" not in result.output
 
 
 # ------------------------------------------------------------------------------ builds: determinism, safety
@@ -306,7 +312,7 @@ def test_failed_build_leaves_the_previous_board(majority_run: Path, tmp_path: Pa
     with pytest.raises(KeyboardInterrupt):
         build_board(board)
     assert (board.readme.read_bytes(), board.html.read_bytes()) == before
-    assert sorted(p.name for p in board.root.iterdir()) == ["README.md", "entries", "index.html", "predictions"]
+    assert sorted(p.name for p in board.root.iterdir()) == sorted(["entries", "predictions", *GENERATED])
 
 
 def test_entry_strings_are_escaped(majority_run: Path, tmp_path: Path) -> None:

@@ -192,7 +192,7 @@ def test_check_rejects_broken_demo_board(case: str, sound_demo: Board, tmp_path:
     assert matching, f"{case}: expected a problem for {entry} / {field}, got:\n" + "\n".join(map(str, problems))
     assert all(p.message and p.fix for p in problems)
     code, output = _cli_check(board)
-    assert code == 1 and entry in output and "fix:" in output and "Traceback" not in output
+    assert code == 2 and entry in output and "fix:" in output and "Traceback" not in output
 
 
 def _published_changed(board: Board) -> None:
@@ -265,4 +265,4 @@ def test_check_rejects_broken_main_board(case: str, sound_main: Board, sound_dem
     matching = [p for p in problems if p.entry == entry and p.field.startswith(field)]
     assert matching, f"{case}: expected a problem for {entry} / {field}, got:\n" + "\n".join(map(str, problems))
     code, output = _cli_check(board)
-    assert code == 1 and "fix:" in output
+    assert code == 2 and "fix:" in output

@@ -26,6 +26,7 @@ from bmbench.runs.lrfind import find_lr
 from bmbench.runs.lrfind_cache import (LR_FIND_FILE, LR_FIND_PLOT, lr_find_identity, lr_find_path, plot_lr_find,
                                            read_lr_find)
 from bmbench.recipe import Augmentation, LrFind, Recipe
+from bmbench.records.lrfind import LrFindIdentity, LrFindRecord
 from bmbench.runs.run import RunOptions, run_submission
 
 runner = CliRunner()
@@ -109,7 +110,7 @@ def test_range_test_in_bf16_autocast(tiny_image_set) -> None:
 def test_plot_and_cache_file_checks(tmp_path: Path) -> None:
     record = {"suggested_lr": 3e-3, "rule": "steepest", "lrs": list(np.logspace(-5, 0, 20)),
               "losses": [3.0] * 8 + list(np.linspace(3.0, 1.0, 8)) + [2, 4, float("nan"), 9]}
-    plot_lr_find(record, tmp_path / LR_FIND_PLOT, title="t")
+    plot_lr_find(LrFindRecord.model_validate(record), tmp_path / LR_FIND_PLOT, title="t")
     assert (tmp_path / LR_FIND_PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     path = tmp_path / LR_FIND_FILE
     path.write_text(json.dumps({"suggested_lr": -1, "rule": "steepest"}))
@@ -119,7 +120,7 @@ def test_plot_and_cache_file_checks(tmp_path: Path) -> None:
     with pytest.raises(BmbenchError, match="delete the file"):
         read_lr_find(path)
     path.write_text(json.dumps({"suggested_lr": 0.01, "rule": "by hand"}))  # no computed_for: taken as given
-    assert read_lr_find(path, {"fold": 3})["suggested_lr"] == 0.01
+    assert read_lr_find(path, LrFindIdentity(fold=3)).suggested_lr == 0.01
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +146,7 @@ def test_cli_lr_find_then_run_reuses_the_cache(finding_demo: Path, tmp_path: Pat
     assert cache.is_file() and cache.with_name(LR_FIND_PLOT).read_bytes()[:4] == b"\x89PNG"
     record = json.loads(cache.read_text())
     loaded = load_submission(finding_demo)
-    assert record["computed_for"] == lr_find_identity(loaded, load_split("synthetic-cv5-v1"), 0, 0)
+    assert record["computed_for"] == lr_find_identity(loaded, load_split("synthetic-cv5-v1"), 0, 0).model_dump()
     assert record["rule"] == "steepest" and 1e-7 <= record["suggested_lr"] <= 1.0 and len(record["lrs"]) == 6
 
     again = runner.invoke(app, args)
@@ -166,7 +167,7 @@ def test_cli_lr_find_then_run_reuses_the_cache(finding_demo: Path, tmp_path: Pat
     assert run.folds[0]["lr"] == 0.0123
 
     forced = runner.invoke(app, [*args, "--force"])  # the fold has trained with it: refuse to change it there
-    assert forced.exit_code == 1 and "already trained" in forced.output
+    assert forced.exit_code == 2 and "already trained" in forced.output
 
 
 @pytest.mark.slow
@@ -188,6 +189,6 @@ def test_run_computes_the_cache_and_refuses_a_stale_one(finding_demo: Path, tmp_
 
 def test_cli_lr_find_refuses_baselines_and_bad_folds(tmp_path: Path) -> None:
     result = runner.invoke(app, ["lr-find", "baseline_majority", "--data", "synthetic", "--out", str(tmp_path)])
-    assert result.exit_code == 1 and "no learning rate" in result.output
+    assert result.exit_code == 2 and "no learning rate" in result.output
     result = runner.invoke(app, ["lr-find", "demo_cnn", "--data", "synthetic", "--fold", "9", "--out", str(tmp_path)])
-    assert result.exit_code == 1 and "--fold must be between 0 and 4" in result.output
+    assert result.exit_code == 2 and "--fold must be between 0 and 4" in result.output

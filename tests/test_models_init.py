@@ -18,6 +18,12 @@ from bmbench.submissions.schema import load_submission
 ARCH = "mobilenet_v3_small"  # small torchvision model with an nn.Linear head and ImageNet weights
 
 
+def _build(loaded, num_classes: int):
+    """The submission's initialised model, through the plain-argument API."""
+    sub = loaded.submission
+    return build_initialised_model(sub.backbone, sub.init, num_classes, loaded.folder)
+
+
 def _submission(tmp_path: Path, init: str, backbone: str = f"torchvision:{ARCH}"):
     folder = tmp_path / "sub"
     folder.mkdir(exist_ok=True)
@@ -50,7 +56,7 @@ def test_imagenet_loads_the_cached_torchvision_file(tmp_path: Path, offline: Pat
     target = offline / "hub" / "checkpoints" / Path(weights.url).name
     target.parent.mkdir(parents=True)
     torch.save(stand_in, target)
-    model, info = build_initialised_model(_submission(tmp_path, "imagenet"), 21)
+    model, info = _build(_submission(tmp_path, "imagenet"), 21)
     assert info["imagenet_weights"] == "MobileNet_V3_Small_Weights.IMAGENET1K_V1"
     state = model.state_dict()
     head = head_name(model)
@@ -61,24 +67,24 @@ def test_imagenet_loads_the_cached_torchvision_file(tmp_path: Path, offline: Pat
 
 def test_imagenet_offline_without_file_is_a_clear_error(tmp_path: Path, offline: Path) -> None:
     with pytest.raises(BmbenchError) as info:
-        build_initialised_model(_submission(tmp_path, "imagenet"), 21)
+        _build(_submission(tmp_path, "imagenet"), 21)
     message = info.value.message
     assert "not in the torch cache" in message and str(offline) in message and "TORCH_HOME" in message
 
 
 def test_timm_pretrained_offline_is_a_clear_error(tmp_path: Path, offline: Path) -> None:
     with pytest.raises(BmbenchError, match="cannot load timm's pretrained weights for resnet10t"):
-        build_initialised_model(_submission(tmp_path, "imagenet", "timm:resnet10t"), 21)
+        _build(_submission(tmp_path, "imagenet", "timm:resnet10t"), 21)
 
 
 def test_random_init_builds_without_any_file(tmp_path: Path, offline: Path) -> None:
-    model, info = build_initialised_model(_submission(tmp_path, "random"), 21)
+    model, info = _build(_submission(tmp_path, "random"), 21)
     assert info == {"init": "random"} and model(torch.zeros(1, 3, 64, 64)).shape == (1, 21)
 
 
 def _write_in_domain_checkpoint(loaded, init: str, classes: int) -> tuple[CheckpointRef, dict[str, torch.Tensor]]:
     torch.manual_seed(2)
-    state = build_backbone(loaded, classes).state_dict()
+    state = build_backbone(loaded.submission.backbone, classes).state_dict()
     ref = CheckpointRef(loaded.submission.backbone, init)
     ref.path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, ref.path)
@@ -91,7 +97,7 @@ def test_in_domain_checkpoint_drops_the_head(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("BMBENCH_WEIGHTS", str(tmp_path / "weights"))
     loaded = _submission(tmp_path, "imagenet+cd")
     ref, saved = _write_in_domain_checkpoint(loaded, "imagenet+cd", classes=11)
-    model, info = build_initialised_model(loaded, 21)
+    model, info = _build(loaded, 21)
     assert info["checkpoint_sha256"] == sha256_file(ref.path) and info["pretraining"]["dataset"] == "cd"
     head = head_name(model)
     state = model.state_dict()
@@ -102,7 +108,7 @@ def test_in_domain_checkpoint_drops_the_head(tmp_path: Path, monkeypatch: pytest
 def test_in_domain_missing_names_the_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BMBENCH_WEIGHTS", str(tmp_path / "weights"))
     with pytest.raises(BmbenchError) as info:
-        build_initialised_model(_submission(tmp_path, "pcam"), 21)
+        _build(_submission(tmp_path, "pcam"), 21)
     assert f"bmbench pretrain --dataset pcam --backbone torchvision:{ARCH} --init random" in info.value.message
 
 
@@ -112,4 +118,4 @@ def test_in_domain_corrupt_checkpoint_is_refused(tmp_path: Path, monkeypatch: py
     ref, _ = _write_in_domain_checkpoint(loaded, "cd", classes=11)
     ref.path.write_bytes(ref.path.read_bytes() + b"x")
     with pytest.raises(BmbenchError, match="corrupt or was replaced"):
-        build_initialised_model(loaded, 21)
+        _build(loaded, 21)

@@ -406,7 +406,7 @@ def test_pretrain_then_finetune_starts_from_the_checkpoint(cd_root: Path, tmp_pa
 
     # Fine-tuning: a submission with init "cd" on the same backbone starts from the pre-trained body.
     sub = load_submission(_submission(tmp_path / "subs" / "tiny_cd", "cd"))
-    model, info = build_initialised_model(sub, 21)
+    model, info = build_initialised_model(sub.submission.backbone, sub.submission.init, 21)
     state = model.state_dict()
     assert head_name(model) == head and state[f"{head}.weight"].shape[0] == 21
     body = [k for k in saved if not k.startswith(head + ".")]
@@ -473,14 +473,14 @@ def test_pretrain_from_imagenet_writes_the_imagenet_plus_checkpoint(pcam_root: P
     target.parent.mkdir(parents=True)
     torch.save(stand_in, target)
     result = pretrain(PretrainOptions(dataset="pcam", backbone=BACKBONE, init="imagenet", data=str(pcam_root),
-                                      epochs=1, max_steps=1, device="cpu", recipe=small_recipe(lr=0.0)))
+                                      epochs=1, max_steps=1, device="cpu", recipe=small_recipe(lr=1e-12)))
     assert result.checkpoint == CheckpointRef(BACKBONE, "imagenet+pcam").path
     meta = result.meta
     assert meta["init"] == "imagenet" and meta["checkpoint_init"] == "imagenet+pcam"
     assert meta["init_info"]["imagenet_weights"] == "MobileNet_V3_Small_Weights.IMAGENET1K_V1"
     saved = torch.load(result.checkpoint, weights_only=True)
-    # lr = 0: the convolution weights are still the ImageNet stand-in's (BN running stats move regardless)
-    assert torch.equal(saved["features.0.0.weight"], stand_in["features.0.0.weight"])
+    # lr = 1e-12 (0 is refused): the convolution weights are still the ImageNet stand-in's (BN running stats move)
+    assert torch.allclose(saved["features.0.0.weight"], stand_in["features.0.0.weight"], rtol=0, atol=1e-9)
     assert saved["classifier.3.weight"].shape == (2, 1024)
 
 
@@ -501,7 +501,7 @@ def test_cli_pretrain_smoke_and_errors(cd_root: Path, tmp_path: Path) -> None:
         (["--dataset", "pcam", "--backbone", BACKBONE, "--data", str(tmp_path / "nope")], "does not exist"),
     ]:
         bad = runner.invoke(app, ["pretrain", *args, "--out-weights", str(tmp_path / "w2")])
-        assert bad.exit_code == 1 and fragment in bad.output.replace("\n", " "), (args, bad.output)
+        assert bad.exit_code == 2 and fragment in bad.output.replace("\n", " "), (args, bad.output)
         assert "Traceback" not in bad.output
 
 

@@ -92,7 +92,7 @@ def test_cli_smoke_run_is_labelled(quick_demo: Path, tmp_path: Path) -> None:
 )
 def test_cli_bad_options(quick_demo: Path, tmp_path: Path, args: list[str], fragment: str) -> None:
     result = runner.invoke(app, ["run", str(quick_demo), "--data", "synthetic", "--out", str(tmp_path), *args])
-    assert result.exit_code == 1 and fragment in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and fragment in result.output and "Traceback" not in result.output
 
 
 def test_cli_cuda_without_gpu(quick_demo: Path, tmp_path: Path) -> None:
@@ -100,12 +100,12 @@ def test_cli_cuda_without_gpu(quick_demo: Path, tmp_path: Path) -> None:
         pytest.skip("a GPU is present")
     result = runner.invoke(app, ["run", str(quick_demo), "--data", "synthetic", "--device", "cuda",
                                  "--out", str(tmp_path)])
-    assert result.exit_code == 1 and "no CUDA device" in result.output
+    assert result.exit_code == 2 and "no CUDA device" in result.output
 
 
 def test_cli_missing_data(quick_demo: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["run", str(quick_demo), "--out", str(tmp_path)])
-    assert result.exit_code == 1 and "BMBENCH_DATA" in result.output
+    assert result.exit_code == 2 and "BMBENCH_DATA" in result.output
 
 
 @pytest.mark.parametrize(
@@ -125,7 +125,7 @@ def test_pretrained_reference_submissions_stop_at_a_clear_offline_error(
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     result = runner.invoke(app, ["run", name, "--data", "synthetic", "--epochs", "1", "--folds", "0",
                                  "--out", str(tmp_path / "runs"), "--device", "cpu"])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     assert fragment in result.output.replace("\n", " ") and "Traceback" not in result.output
 
 
@@ -140,7 +140,7 @@ def test_random_reference_backbones_train_a_step(name: str, size: int, tiny_imag
     loaded = resolve_submission(name)
     recipe = Recipe(epochs=1, batch_size=2, lr=0.001, eval_size=size, num_workers=0,
                     augmentation=Augmentation(crop_size=size))
-    model, info = build_initialised_model(loaded, NUM_CLASSES)
+    model, info = build_initialised_model(loaded.submission.backbone, loaded.submission.init, NUM_CLASSES)
     assert info == {"init": "random"}
     datapath = PlainDataPath(recipe, paths, split.labels, NUM_CLASSES, seed=0, fold=0)
     settings = settings_for(recipe, torch.device("cpu"), epochs=1, lr=0.001, seed=0, max_steps=1)

@@ -80,7 +80,8 @@ def test_cli_writes_json(tmp_path: Path, write_preds: PredsWriter) -> None:
     assert doc["split"]["sha256"] and len(doc["classes"]) == 21
     assert set(doc["per_class"]["ABE"]) == {"precision", "recall", "f1", "support"}
     assert set(doc["summary"]) == {"precision", "recall", "f1", "macro_f1", "accuracy", "balanced_accuracy",
-                                   "weighted_f1"}
+                                   "weighted_f1", "auroc", "log_loss", "brier", "ece"}
+    assert all(doc["summary"][name] is None for name in ("auroc", "log_loss", "brier", "ece"))  # no p_* columns
 
 
 def test_single_fold_has_null_std(write_preds: PredsWriter) -> None:

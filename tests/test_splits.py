@@ -79,7 +79,8 @@ def test_derive_refuses_duplicate_ids() -> None:
 
 def test_committed_files_verify() -> None:
     checks = verify_splits(SPLITS)
-    assert [c.name for c in checks] == ["bm-cv5-v1", "synthetic-cv5-v1", "README.md"]
+    assert [c.name for c in checks] == ["bm-cv5-v1", "synthetic-cv5-v1", "dinobloom-bm-v1", "synthetic-holdout-v1",
+                                        "README.md"]
     assert all(c.ok for c in checks), [c.problems for c in checks]
 
 
@@ -143,7 +144,8 @@ def test_load_refuses_missing_hashes(tmp_path: Path) -> None:
 
 def test_build_reproduces_committed_bytes(tmp_path: Path) -> None:
     build_splits(tmp_path)
-    for name in ("bm-cv5-v1.csv", "synthetic-cv5-v1.csv", SUMS_NAME, "README.md"):
+    for name in ("bm-cv5-v1.csv", "synthetic-cv5-v1.csv", "dinobloom-bm-v1.csv", "synthetic-holdout-v1.csv",
+                 SUMS_NAME, "README.md"):
         assert (tmp_path / name).read_bytes() == (SPLITS / name).read_bytes(), name
 
 
@@ -157,7 +159,7 @@ def test_verify_reports_tampering_and_cli_exits_nonzero(tmp_path: Path) -> None:
     assert any("differs" in p for p in problems["synthetic-cv5-v1"])
     assert any("out of date" in p for p in problems["README.md"])
     result = CliRunner().invoke(app, ["splits", "verify", "--dir", str(folder)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "git checkout splits/" in result.output
     ok = CliRunner().invoke(app, ["splits", "verify"])
     assert ok.exit_code == 0, ok.output

@@ -43,11 +43,11 @@ def test_all_reference_submissions_validate() -> None:
 @pytest.mark.parametrize("arch", list(SHORT.values()))
 def test_parameter_counts_match_table3(arch: str) -> None:
     loaded = resolve_submission(f"{[k for k, v in SHORT.items() if v == arch][0]}_imagenet")
-    with_1000 = count_parameters(build_backbone(loaded, None, device="meta"))
+    with_1000 = count_parameters(build_backbone(loaded.submission.backbone, None, device="meta"))
     assert with_1000 == int(_table3()[arch]["params_1000_class_head"])
-    with_21 = count_parameters(build_backbone(loaded, 21, device="meta"))
+    with_21 = count_parameters(build_backbone(loaded.submission.backbone, 21, device="meta"))
     assert with_21 < with_1000
-    head = build_backbone(loaded, 21, device="meta")
+    head = build_backbone(loaded.submission.backbone, 21, device="meta")
     linear = [m for m in head.modules() if isinstance(m, __import__("torch").nn.Linear)][-1]
     assert linear.out_features == 21
 
@@ -131,7 +131,7 @@ def test_model_py_must_build_a_module(tmp_path: Path) -> None:
     folder = _write(tmp_path / "x", BASE.replace("torchvision:resnet18", "model.py"))
     (folder / "model.py").write_text("def build_model(num_classes):\n    return 42\n")
     with pytest.raises(BmbenchError, match="not a torch.nn.Module"):
-        build_backbone(load_submission(folder), 21)
+        build_backbone("model.py", 21, load_submission(folder).folder)
 
 
 def test_digest_covers_model_py(tmp_path: Path) -> None:

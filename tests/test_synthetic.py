@@ -212,7 +212,7 @@ def test_existing_target_is_refused(tmp_path: Path) -> None:
     before = _files(tmp_path)
     with pytest.raises(BmbenchError, match="already exists.*--out.*delete"):
         generate_synthetic(tmp_path, counts={"ABE": 1}, workers=1)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [DATA_FOLDER]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".{DATA_FOLDER}.lock", DATA_FOLDER]  # lock: bmbench.locks
     assert _files(tmp_path) == before
 
 
@@ -230,7 +230,8 @@ def test_failure_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(synthetic, "_CHUNK", 1)
     with pytest.raises(RuntimeError, match="disk full"):
         generate_synthetic(tmp_path / "out", counts={"ABE": 3}, workers=1)
-    assert list((tmp_path / "out").iterdir()) == []  # neither the data folder nor the temporary one
+    # neither the data folder nor the temporary one; only the (empty) lock file of bmbench.locks
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [f".{DATA_FOLDER}.lock"]
 
 
 @pytest.mark.skipif(multiprocessing.get_start_method() != "fork", reason="the patch reaches workers only by fork")
@@ -245,7 +246,7 @@ def test_worker_failure_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(synthetic, "render_cell", failing_nif)
     with pytest.raises(RuntimeError, match="worker crashed"):
         generate_synthetic(tmp_path, counts={"ABE": 20, "NIF": 2, "OTH": 20}, workers=2)
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [f".{DATA_FOLDER}.lock"]  # only the empty lock file
 
 
 @pytest.mark.parametrize(
@@ -297,6 +298,6 @@ def test_full_default_set(tmp_path: Path) -> None:
     assert total == 3118
     assert sorted(p.name for p in (root / "NGS").iterdir())[-1] == "0501-0515"
     assert sorted(p.name for p in (root / "ART").iterdir()) == ["0001-0100", "0101-0200", "0201-0300", "0301-0344"]
-    assert sorted(p.name for p in root.parent.iterdir()) == [DATA_FOLDER]
+    assert sorted(p.name for p in root.parent.iterdir()) == [f".{DATA_FOLDER}.lock", DATA_FOLDER]
     with Image.open(root / "ART" / "0301-0344" / "ART_00344.jpg") as im:
         assert im.size == (250, 250) and im.mode == "RGB"

@@ -1,8 +1,18 @@
-"""User-facing errors.
+"""User-facing errors and the one exit-code policy.
+
+Exit status of every ``bmbench`` command:
+
+* ``0`` success;
+* ``1`` a failure of the run itself (:class:`RunFailure`: training diverged, a fold crashed, the GPU ran
+  out of memory) -- the input was acceptable, the work did not succeed;
+* ``2`` invalid input or usage (:class:`BmbenchError`, the default): every refusal of a file, key, value
+  or argument, in every command; the message names the file (line or key) and the fix;
+* ``130`` interrupted (Ctrl-C).
 
 Every mistake a user can make (a wrong path, a malformed predictions file, a tampered split) raises
 :class:`BmbenchError`. The CLI prints its message without a traceback and exits with ``exit_code``;
-library callers and tests catch it like any exception. Programming errors stay ordinary exceptions.
+library callers and tests catch it like any exception. Programming errors stay ordinary exceptions (the
+CLI reports them as a one-line crash, exit 1; ``--debug`` shows the traceback).
 """
 
 from __future__ import annotations
@@ -10,16 +20,37 @@ from __future__ import annotations
 from typing import Any
 
 
-class BmbenchError(Exception):
-    """An error caused by input or environment, with a message that says what to do about it."""
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1
+EXIT_INVALID_INPUT = 2
+EXIT_INTERRUPTED = 130
 
-    exit_code: int = 1
+
+class BmbenchError(Exception):
+    """A refusal of input (file, key, value, argument), with a message that says what to do about it.
+
+    Exit status 2 unless a subclass (:class:`RunFailure`) or ``exit_code=`` says otherwise.
+    """
+
+    exit_code: int = EXIT_INVALID_INPUT
 
     def __init__(self, message: str, *, exit_code: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         if exit_code is not None:
             self.exit_code = exit_code
+
+
+class RunFailure(BmbenchError):
+    """The input was valid but the work itself failed (a fold crashed, training diverged): exit status 1."""
+
+    exit_code = EXIT_RUN_FAILED
+
+
+class UserCodeError(BmbenchError):
+    """A submission's own code (``model.py``) failed: reported at its file and line, exit status 2."""
+
+    exit_code = EXIT_INVALID_INPUT
 
 
 class DataNotFoundError(BmbenchError):

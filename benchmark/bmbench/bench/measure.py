@@ -4,9 +4,12 @@ Two paths, side by side in one process on one device:
 
 * ``plain``: the reference: :class:`PlainDataPath` (DataLoader, Pillow decoding, torchvision transforms),
   float32, NCHW, eager, PyTorch's default SGD;
-* ``bmbench``: :class:`GpuDataPath` (cached images, augmentation on the device), bf16 autocast, channels_last
-  (and NCHW too for RegNet, whose grouped convolutions may prefer it), torch.compile, fused SGD, optionally
-  CUDA graphs. On a CPU the GPU-only switches fall back exactly as in training (fp32, NCHW, eager).
+* ``bmbench``: exactly what ``bmbench run`` executes for the backbone: :class:`GpuDataPath` (cached images,
+  augmentation on the device) and the switches :func:`bmbench.engine.fastpath.settings_for` derives from the
+  recipe (bf16 autocast, the backbone's layout, torch.compile of training and evaluation with static shapes,
+  cudnn.benchmark, fused SGD). ``--layouts both`` adds the other layout, ``--cuda-graphs`` the same with CUDA
+  graphs, ``--compile/--no-compile`` overrides compilation; such variants are labelled. On a CPU the GPU-only
+  switches fall back exactly as in training (fp32, NCHW, eager).
 
 For each: data-only throughput (batches produced and moved to the device, no model), training steps (the
 training loop's own ``_train_epoch`` on a stream of batches: warm-up steps first, compilation included there,
@@ -27,7 +30,7 @@ import tempfile
 import time
 import tomllib
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import resources
 from itertools import islice
@@ -36,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from bmbench.errors import BmbenchError
+from bmbench.errors import BmbenchError, RunFailure
 
 PLAIN = "plain"
 BMBENCH = "bmbench"
@@ -70,6 +73,12 @@ class BenchOptions:
     concurrent: int = 1
     only_train: bool = False
     seed: int = 0
+    compile_backend: str = "inductor"
+    """``eager`` traces with dynamo but generates no code (the device check's CPU smoke)."""
+    image_size: int | None = None
+    """Train and evaluate at this size instead of the recipe's (the device check's CPU smoke: toy sizes)."""
+    eval_as_run_only: bool = False
+    """Time evaluation only for the variant a run executes (each other compiled variant costs a compile)."""
 
 
 @dataclass(frozen=True)
@@ -81,12 +90,23 @@ class Variant:
     bf16: bool
     compile: bool
     cuda_graphs: bool
+    as_run: bool = False
+    """The bmbench variant with exactly the switches ``bmbench run`` uses for this backbone."""
 
     @property
     def label(self) -> str:
         if self.path == PLAIN:
             return PLAIN
-        return f"{BMBENCH} ({'NCHW' if self.layout == 'nchw' else 'channels_last'})"
+        graphs = " + CUDA graphs" if self.cuda_graphs else ""
+        return f"{BMBENCH} ({'NCHW' if self.layout == 'nchw' else 'channels_last'}{graphs})"
+
+    def settings(self, device: Any, seed: int = 0, backend: str = "inductor") -> Any:
+        """The loop settings of this variant (for the run's variant: what ``settings_for`` resolved)."""
+        from bmbench.engine.fastpath import LoopSettings
+
+        return LoopSettings(device=device, epochs=1, lr=BENCH_LR, seed=seed, bf16=self.bf16,
+                            channels_last=self.layout == "channels_last", compile=self.compile,
+                            cuda_graphs=self.cuda_graphs, compile_backend=backend)
 
 
 @dataclass
@@ -153,13 +173,14 @@ def _free(device: Any) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 
-def resolve_backbone(spec: str) -> tuple[str, Any, Any]:
-    """``(label, LoadedSubmission, Recipe)`` for ``torchvision:NAME``, ``timm:NAME``, a submission name or
+def resolve_backbone(spec: str) -> tuple[str, str, Path | None, Any]:
+    """``(label, backbone, folder, Recipe)`` for ``torchvision:NAME``, ``timm:NAME``, a submission name or
     folder (its recipe and model.py are used), or a bare torchvision model name."""
-    from bmbench.submissions.registry import resolve_submission
-    from bmbench.submissions.schema import LoadedSubmission, Submission
+    from bmbench.recipe_defaults import paper_recipe
 
     if ":" not in spec:
+        from bmbench.submissions.registry import resolve_submission
+
         try:
             loaded = resolve_submission(spec)
         except BmbenchError:
@@ -167,10 +188,27 @@ def resolve_backbone(spec: str) -> tuple[str, Any, Any]:
         else:
             if loaded.submission.kind == "baseline":
                 raise BmbenchError(f"{spec} is a baseline: there is no network to benchmark")
-            return loaded.submission.name, loaded, loaded.submission.recipe
-    submission = Submission(name="bench", authors=["bmbench bench"], description="benchmark model",
-                            backbone=spec, init="random")
-    return spec, LoadedSubmission(submission=submission, folder=Path("."), digest=""), submission.recipe
+            return loaded.submission.name, str(loaded.submission.backbone), loaded.folder, loaded.submission.recipe
+    return spec, spec, None, paper_recipe()
+
+
+def build_model(backbone: str, folder: Path | None) -> Any:
+    """The network with a 21-unit head, random weights: bmbench's builder, or (no pydantic on a bare GPU
+    machine) torchvision's / timm's own for ``torchvision:``/``timm:`` names (the same architectures)."""
+    try:
+        from bmbench.models.backbones import build_backbone
+    except ImportError:
+        kind, _, arch = backbone.partition(":")
+        if kind == "torchvision":
+            import torchvision
+
+            return torchvision.models.get_model(arch, weights=None, num_classes=21)
+        if kind == "timm":
+            import timm
+
+            return timm.create_model(arch, pretrained=False, num_classes=21)
+        raise
+    return build_backbone(backbone, 21, folder)
 
 
 def prepare_data(options: BenchOptions, progress: Callable[[str, int], Callable[[int], None]] | None = None,
@@ -195,21 +233,35 @@ def prepare_data(options: BenchOptions, progress: Callable[[str, int], Callable[
                      synthetic=index.dataset.synthetic, dataset=index.dataset.id, root=str(index.root))
 
 
-def variants(options: BenchOptions, backbone: str, device: Any) -> list[Variant]:
-    """The configurations to time for one backbone, plain first."""
+def variants(options: BenchOptions, backbone: str, device: Any, recipe: Any = None) -> list[Variant]:
+    """The configurations to time for one backbone: plain first, then the run's own bmbench path, then the
+    variants asked for (the other layout, CUDA graphs)."""
+    from bmbench.engine.fastpath import settings_for
+    from bmbench.recipe_defaults import paper_recipe
+
     cuda = device.type == "cuda"
     out: list[Variant] = []
     if PLAIN in options.paths:
         out.append(Variant(PLAIN, "nchw", bf16=False, compile=False, cuda_graphs=False))
-    if BMBENCH in options.paths:
-        layouts = {"auto": ["channels_last", "nchw"] if "regnet" in backbone.lower() else ["channels_last"],
-                   "both": ["channels_last", "nchw"], "channels_last": ["channels_last"], "nchw": ["nchw"]}
-        if options.layouts not in layouts:
-            raise BmbenchError(f"--layouts must be auto, both, channels_last or nchw, not {options.layouts!r}")
-        compile_on = cuda if options.compile is None else options.compile
-        for layout in layouts[options.layouts] if cuda else ["nchw"]:
-            out.append(Variant(BMBENCH, layout, bf16=cuda, compile=compile_on and cuda,
-                               cuda_graphs=options.cuda_graphs and cuda))
+    if BMBENCH not in options.paths:
+        return out
+    if options.layouts not in ("auto", "both", "channels_last", "nchw"):
+        raise BmbenchError(f"--layouts must be auto, both, channels_last or nchw, not {options.layouts!r}")
+    run = settings_for(recipe if recipe is not None else paper_recipe(), device, epochs=1, lr=BENCH_LR, seed=0,
+                       max_steps=None, backbone=backbone)
+    compile_on = run.compile if options.compile is None else bool(options.compile) and (cuda or
+                                                                                         options.compile_backend == "eager")
+    own = "channels_last" if run.channels_last else "nchw"
+    other = "nchw" if own == "channels_last" else "channels_last"
+    layouts = {"auto": [own], "both": [own, other], "channels_last": ["channels_last"], "nchw": ["nchw"]}
+    for layout in layouts[options.layouts] if cuda else ["nchw"]:
+        graph_modes = [run.cuda_graphs] + ([not run.cuda_graphs] if options.cuda_graphs and cuda and compile_on
+                                          else [])
+        for graphs in graph_modes:
+            # on CPU the one bmbench variant is the run's path (a CPU smoke forces the eager compile backend)
+            as_run = layout == own and graphs == run.cuda_graphs and (compile_on == run.compile or not cuda)
+            out.append(Variant(BMBENCH, layout, bf16=run.bf16, compile=compile_on or graphs, cuda_graphs=graphs,
+                               as_run=as_run))
     return out
 
 
@@ -282,32 +334,34 @@ def _barrier() -> None:
     deadline = time.monotonic() + 900
     while len(list(Path(folder).glob("ready-*"))) < parties:
         if time.monotonic() > deadline:
-            raise BmbenchError("concurrent benchmark: the other processes did not get ready within 15 minutes")
+            raise RunFailure("concurrent benchmark: the other processes did not get ready within 15 minutes")
         time.sleep(0.05)
 
 
-def build_step_model(model: Any, variant: Variant, device: Any) -> tuple[Any, Any]:
-    """``(model on the device, model to call)``: channels_last and torch.compile per the variant."""
+def build_step_model(model: Any, variant: Variant, device: Any, settings: Any = None) -> tuple[Any, Any]:
+    """``(model on the device, model to call)``: the layout, and torch.compile (with the loop's fall-back to
+    eager when compilation fails), exactly as ``train_fold`` prepares them."""
     import torch
 
+    from bmbench.engine.fastpath import compile_model, prepare_device
+
+    settings = settings if settings is not None else variant.settings(device)
+    prepare_device(settings)
     model = model.to(device)
-    if variant.layout == "channels_last" and device.type == "cuda":
+    if settings.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if variant.compile:
-        return model, torch.compile(model, mode="reduce-overhead" if variant.cuda_graphs else None)
-    return model, model
+    return model, compile_model(model, settings, "training")
 
 
 def measure_training(model: Any, step_model: Any, datapath: Any, positions: np.ndarray, recipe: Any,
-                     variant: Variant, device: Any, warmup: int, steps: int) -> dict[str, Any]:
+                     variant: Variant, device: Any, warmup: int, steps: int,
+                     backend: str = "inductor") -> dict[str, Any]:
     """Images/s, step time and peak memory of ``steps`` training steps after ``warmup`` (compile) steps."""
     import torch
 
-    from bmbench.engine.loop import LoopSettings, NoProgress, _train_epoch, make_optimizer
+    from bmbench.engine.loop import NoProgress, _train_epoch, make_optimizer
 
-    settings = LoopSettings(device=device, epochs=1, lr=BENCH_LR, seed=0, bf16=variant.bf16,
-                            channels_last=variant.layout == "channels_last" and device.type == "cuda",
-                            compile=variant.compile, cuda_graphs=variant.cuda_graphs)
+    settings = variant.settings(device, backend=backend)
     if variant.path == PLAIN:  # PyTorch's default SGD (foreach), as a plain script would use
         optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=BENCH_LR,
                                     momentum=recipe.momentum, weight_decay=recipe.weight_decay)
@@ -315,7 +369,8 @@ def measure_training(model: Any, step_model: Any, datapath: Any, positions: np.n
         optimizer = make_optimizer(model, recipe, BENCH_LR, device)
     batches = endless_batches(datapath, positions)
     started = time.perf_counter()
-    _train_epoch(step_model, islice(batches, warmup), optimizer, recipe, settings, NoProgress())
+    if warmup > 0:  # compilation happens here (--warmup 0: it is timed with the steps)
+        _train_epoch(step_model, islice(batches, warmup), optimizer, recipe, settings, NoProgress())
     _sync(device)
     warmup_s = time.perf_counter() - started
     _barrier()
@@ -333,25 +388,33 @@ def measure_training(model: Any, step_model: Any, datapath: Any, positions: np.n
 
 
 def measure_eval(model: Any, datapath: Any, positions: np.ndarray, variant: Variant, device: Any, warmup: int,
-                 steps: int) -> dict[str, Any]:
-    """Forward-only images/s on evaluation batches (the loop's ``evaluate``)."""
-    from bmbench.engine.loop import LoopSettings, evaluate
+                 steps: int, backend: str = "inductor") -> dict[str, Any]:
+    """Forward-only images/s on evaluation batches: the loop's ``evaluate`` on the model a run evaluates
+    with (compiled when the variant compiles, static shape padded as in a run)."""
+    from bmbench.engine.fastpath import compile_model
+    from bmbench.engine.loop import eval_batch_size, evaluate
 
-    settings = LoopSettings(device=device, epochs=1, lr=BENCH_LR, seed=0, bf16=variant.bf16,
-                            channels_last=variant.layout == "channels_last" and device.type == "cuda",
-                            compile=False)
-    per_batch = max(int(datapath.recipe.batch_size), 64)
+    settings = variant.settings(device, backend=backend)
+    eval_model = compile_model(model, settings, "evaluation")
+    per_batch = eval_batch_size(datapath.recipe)
+    pad_to = per_batch if settings.static_shapes else None
     take = positions[: per_batch * (warmup + steps)]
     batches = iter(datapath.eval_batches(take))
-    if warmup:
-        evaluate(model, islice(batches, warmup), settings)
-    _sync(device)
     started = time.perf_counter()
-    evaluate(model, islice(batches, steps), settings)
+    if warmup:
+        evaluate(eval_model, islice(batches, warmup), settings, pad_to=pad_to)
+    _sync(device)
+    warmup_s = time.perf_counter() - started
+    started = time.perf_counter()
+    evaluate(eval_model, islice(batches, steps), settings, pad_to=pad_to)
     _sync(device)
     seconds = time.perf_counter() - started
     seen = min(len(take) - per_batch * warmup, per_batch * steps)
-    return {"images_per_s": seen / seconds, "seconds": seconds, "images": seen}
+    out = {"images_per_s": seen / seconds, "seconds": seconds, "images": seen, "warmup_s": warmup_s}
+    fallback = getattr(eval_model, "fallback", None)
+    if fallback:
+        out["compile_fallback"] = fallback
+    return out
 
 
 def largest_batch(model: Any, variant: Variant, device: Any, size: int) -> int:
@@ -411,7 +474,6 @@ def run_bench(options: BenchOptions, *, log: Callable[[str], None] = lambda s: N
     time limit keeps what it measured)."""
     import torch
 
-    from bmbench.models.backbones import build_backbone
     from bmbench.datapaths.gpu import release_resident_images
     from bmbench.engine.device import resolve_device
 
@@ -442,51 +504,154 @@ def run_bench(options: BenchOptions, *, log: Callable[[str], None] = lambda s: N
         "backbones": [],
     }
     for spec in backbones:
-        label, loaded, base_recipe = resolve_backbone(spec)
-        log(f"{label}: building")
-        base = build_backbone(loaded, 21).to("cpu")
-        size = base_recipe.augmentation.crop_size if base_recipe.augmentation.random_crop else base_recipe.eval_size
-        result = BackboneResult(backbone=label, image_size=size, train_flops_per_image=None)
-        for variant in variants(options, label, device):
-            model = copy.deepcopy(base)
-            model, step_model = build_step_model(model, variant, device)
-            if result.train_flops_per_image is None:
-                result.train_flops_per_image = count_step_flops(model, 2, size, device) / 2
-            batch = (largest_batch(model, variant, device, size) if options.batch == "max" else int(options.batch))
-            recipe = base_recipe.model_copy(update={"batch_size": batch})
-            datapath = make_datapath(variant, recipe, data, device, options.seed)
-            log(f"{label}: {variant.label}, batch {batch}")
-            key = f"{variant.path}:{size}:{batch}:{variant.layout}"
-            if not options.only_train and key not in doc["data_only"]:
-                doc["data_only"][key] = {"path": variant.path, "size": size, "batch": batch, "layout": variant.layout,
-                                         **measure_data_only(datapath, data.positions, device, min(warmup, 3),
-                                                             options.steps, variant.layout == "channels_last")}
-            record: dict[str, Any] = {"path": variant.path, "layout": variant.layout, "bf16": variant.bf16,
-                                      "compile": variant.compile, "cuda_graphs": variant.cuda_graphs,
-                                      "data_only_key": key if not options.only_train else None}
-            try:
-                record["train"] = measure_training(model, step_model, datapath, data.positions, recipe, variant,
-                                                   device, warmup, options.steps)
-                if not options.only_train:
-                    record["eval"] = measure_eval(model, datapath, data.positions, variant, device, eval_warmup,
-                                                  eval_steps)
-            except torch.cuda.OutOfMemoryError:
-                record["error"] = f"out of device memory at batch {batch}"
-            storage = getattr(datapath, "storage", None)
-            if storage is not None:
-                record["storage"] = storage
-            result.variants[variant.label] = record
-            del model, step_model, datapath
-            _free(device)
-        if options.concurrent > 1 and BMBENCH in options.paths:
-            result.concurrent = measure_concurrent(options, label, data, result, device, log)
-        doc["backbones"].append(asdict(result))
-        del base
+        result = measure_backbone(options, spec, data, device, doc, warmup=warmup, eval_warmup=eval_warmup,
+                                  eval_steps=eval_steps, log=log, on_variant=on_backbone)
+        if options.concurrent > 1 and BMBENCH in options.paths and result is not None:
+            result["concurrent"] = measure_concurrent(options, result, data, device, log, warmup)
         _free(device)
         if on_backbone is not None:
             on_backbone(doc)
     release_resident_images()  # the cached images stay resident across backbones, not beyond
     return doc
+
+
+def resized(recipe: Any, size: int | None) -> Any:
+    """The recipe at another image size (training crop and evaluation), or unchanged."""
+    if size is None:
+        return recipe
+    aug = recipe.augmentation.model_copy(update={"crop_size": size}) if hasattr(recipe.augmentation, "model_copy") \
+        else replace(recipe.augmentation, crop_size=size)
+    return recipe.model_copy(update={"augmentation": aug, "eval_size": size})
+
+
+def data_only_bench(options: BenchOptions, emit: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """The data paths alone (no model): plain and bmbench at the recipe's batch, size and the run's layout."""
+    import torch
+
+    from bmbench.datapaths.gpu import release_resident_images
+    from bmbench.engine.device import resolve_device
+
+    device = resolve_device(options.device)
+    warmup = options.warmup if options.warmup is not None else 3
+    data = prepare_data(options)
+    label, backbone, _folder, recipe = resolve_backbone(options.backbones[0])
+    recipe = resized(recipe, options.image_size)
+    batch = int(options.batch) if options.batch != "max" else int(recipe.batch_size)
+    recipe = recipe.model_copy(update={"batch_size": batch})
+    size = recipe.augmentation.crop_size
+    doc: dict[str, Any] = {"schema_version": 1, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                           "device": {"type": device.type, "name": device_name(device), "peak_bf16_flops": None},
+                           "data": {"root": data.root, "dataset": data.dataset, "synthetic": data.synthetic,
+                                    "cached_images": len(data.cache), "images_per_epoch": len(data.rows)},
+                           "versions": _versions(), "data_only": {}, "backbones": []}
+    for variant in variants(options, backbone, device, recipe):
+        key = f"{variant.path}:{size}:{batch}:{variant.layout}"
+        if key in doc["data_only"]:
+            continue
+        datapath = None
+        try:
+            datapath = make_datapath(variant, recipe, data, device, options.seed)
+            loaded = time.perf_counter()
+            if variant.path == BMBENCH:  # loading the epoch's images onto the device, timed apart from batches
+                datapath.train_batches(data.positions, 0)
+                _sync(device)
+            load_s = time.perf_counter() - loaded
+            figures = measure_data_only(datapath, data.positions, device, warmup, options.steps,
+                                        variant.layout == "channels_last")
+            doc["data_only"][key] = {"path": variant.path, "size": size, "batch": batch, "layout": variant.layout,
+                                     "load_s": load_s, "storage": getattr(datapath, "storage", None), **figures}
+        except Exception as exc:  # noqa: BLE001 - recorded; the other path still runs
+            doc["data_only"][key] = {"path": variant.path, "size": size, "batch": batch, "layout": variant.layout,
+                                     **failure(exc, f"data path {variant.path}")}
+        del datapath
+        if emit is not None:
+            emit({"bench": doc})
+    release_resident_images()
+    torch.manual_seed(options.seed)
+    return doc
+
+
+def failure(exc: BaseException, what: str) -> dict[str, Any]:
+    """An error as the JSON records it: the message and the last frames of its traceback."""
+    import traceback
+
+    import torch
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        message = f"out of device memory ({what})"
+    else:
+        message = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:500]} ({what})"
+    frames = traceback.extract_tb(exc.__traceback__)[-4:]
+    return {"error": message, "traceback": [f"{Path(f.filename).name}:{f.lineno} in {f.name}" for f in frames]}
+
+
+def measure_backbone(options: BenchOptions, spec: str, data: BenchData, device: Any, doc: dict[str, Any], *,
+                     warmup: int, eval_warmup: int, eval_steps: int, log: Callable[[str], None],
+                     on_variant: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any] | None:
+    """Every variant of one backbone, each in its own ``try``: a failure (a compile error that eager cannot
+    cover, running out of memory) is recorded with its traceback summary and the next variant runs.
+    The backbone's record is in ``doc["backbones"]`` from the start; ``on_variant(doc)`` after each variant."""
+    try:
+        label, backbone, folder, base_recipe = resolve_backbone(spec)
+        base_recipe = resized(base_recipe, options.image_size)
+        log(f"{label}: building")
+        base = build_model(backbone, folder).to("cpu")
+    except BmbenchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - recorded; the other backbones still run
+        doc["backbones"].append({"backbone": spec, "image_size": None, "train_flops_per_image": None,
+                                 "variants": {}, "concurrent": None, **failure(exc, "building the model")})
+        return None
+    size = base_recipe.augmentation.crop_size if base_recipe.augmentation.random_crop else base_recipe.eval_size
+    result = asdict(BackboneResult(backbone=label, image_size=size, train_flops_per_image=None))
+    result["backbone_spec"] = backbone
+    doc["backbones"].append(result)
+    for variant in variants(options, backbone, device, base_recipe):
+        record: dict[str, Any] = {"path": variant.path, "layout": variant.layout, "bf16": variant.bf16,
+                                  "compile": variant.compile, "cuda_graphs": variant.cuda_graphs,
+                                  "as_run": variant.as_run, "data_only_key": None}
+        result["variants"][variant.label] = record
+        model = step_model = datapath = None
+        batch: int | str = options.batch
+        try:
+            settings = variant.settings(device, options.seed, options.compile_backend)
+            model, step_model = build_step_model(copy.deepcopy(base), variant, device, settings)
+            if result["train_flops_per_image"] is None:
+                result["train_flops_per_image"] = count_step_flops(model, 2, size, device) / 2
+            batch = largest_batch(model, variant, device, size) if options.batch == "max" else int(options.batch)
+            recipe = base_recipe.model_copy(update={"batch_size": batch})
+            datapath = make_datapath(variant, recipe, data, device, options.seed)
+            log(f"{label}: {variant.label}, batch {batch}")
+            key = f"{variant.path}:{size}:{batch}:{variant.layout}"
+            if not options.only_train:
+                record["data_only_key"] = key
+                if key not in doc["data_only"]:
+                    doc["data_only"][key] = {"path": variant.path, "size": size, "batch": batch,
+                                             "layout": variant.layout,
+                                             **measure_data_only(datapath, data.positions, device, min(warmup, 3),
+                                                                 options.steps, variant.layout == "channels_last")}
+            record["train"] = measure_training(model, step_model, datapath, data.positions, recipe, variant,
+                                               device, warmup, options.steps, options.compile_backend)
+            fallback = getattr(step_model, "fallback", None)
+            if fallback:
+                record["compile_fallback"] = fallback
+            if not options.only_train and (variant.as_run or variant.path == PLAIN or not options.eval_as_run_only):
+                record["eval"] = measure_eval(model, datapath, data.positions, variant, device, eval_warmup,
+                                              eval_steps, options.compile_backend)
+        except BmbenchError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded with its traceback; the next variant runs
+            record.update(failure(exc, f"{variant.label}, batch {batch}"))
+            log(f"{label}: {variant.label}: {record['error']}")
+        storage = getattr(datapath, "storage", None)
+        if storage is not None:
+            record["storage"] = storage
+        del model, step_model, datapath
+        _free(device)
+        if on_variant is not None:
+            on_variant(doc)
+    del base
+    return result
 
 
 def _versions() -> dict[str, Any]:
@@ -495,12 +660,13 @@ def _versions() -> dict[str, Any]:
     return {**package_versions(), "git": git_commit()}
 
 
-def measure_concurrent(options: BenchOptions, backbone: str, data: BenchData, result: BackboneResult, device: Any,
-                       log: Callable[[str], None]) -> dict[str, Any]:
-    """Run the bmbench path of ``backbone`` in N processes at once; total images/s vs one process."""
+def measure_concurrent(options: BenchOptions, result: dict[str, Any], data: BenchData, device: Any,
+                       log: Callable[[str], None], warmup: int) -> dict[str, Any]:
+    """Run the bmbench path of a backbone in N processes at once; total images/s vs one process."""
     from bmbench.datapaths.gpu import CONCURRENT_ENV
 
-    single = [v for v in result.variants.values() if v["path"] == BMBENCH and "train" in v]
+    backbone = result["backbone"]
+    single = [v for v in result["variants"].values() if v["path"] == BMBENCH and "train" in v]
     if not single:
         return {"error": "no single-process measurement to compare with"}
     best = max(single, key=lambda v: v["train"]["images_per_s"])
@@ -518,7 +684,7 @@ def measure_concurrent(options: BenchOptions, backbone: str, data: BenchData, re
         for k in range(n):
             cmd = [sys.executable, "-m", "bmbench.cli.main", "bench", "--backbone", backbone, "--paths", BMBENCH,
                    "--only-train", "--batch", str(best["train"]["batch"]), "--device", device.type,
-                   "--steps", str(options.steps), "--warmup", str(options.warmup or 5), "--data", data.root,
+                   "--steps", str(options.steps), "--warmup", str(warmup), "--data", data.root,
                    "--images", str(len(data.rows)), "--layouts", best["layout"], "--json", str(Path(tmp, f"{k}.json")),
                    "--compile" if best["compile"] else "--no-compile", "--seed", str(options.seed + k)]
             if best["cuda_graphs"]:

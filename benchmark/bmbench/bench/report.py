@@ -158,10 +158,11 @@ def markdown(docs: list[dict[str, Any]]) -> str:
     lines = ["| backbone | batch | plain img/s | bmbench img/s (layout) | ratio | MFU plain | MFU bmbench | "
              "peak GiB | device-h plain | device-h bmbench |", "|---|---|---|---|---|---|---|---|---|---|"]
     checks: list[str] = []
-    best_mfu: dict[str, float] = {}
+    best_mfu: dict[str, tuple[float, int, bool]] = {}  # name -> (MFU, batch, measured at the largest batch)
     fastest_train, slowest_data = 0.0, None
     for doc in docs:
         derive(doc)
+        at_max = (doc.get("options") or {}).get("batch") == "max"
         summary = doc.get("data_only_summary", {})
         if summary.get("bmbench_images_per_s"):
             slowest_data = min(filter(None, [slowest_data, summary["bmbench_images_per_s"]]))
@@ -174,11 +175,14 @@ def markdown(docs: list[dict[str, Any]]) -> str:
                 continue
             fastest_train = max(fastest_train, best["train"]["images_per_s"])
             name = entry["backbone"].split(":")[-1]
-            if best.get("mfu"):
-                best_mfu[name] = max(best_mfu.get(name, 0.0), best["mfu"])
-            ratio = best["train"]["images_per_s"] / plain["train"]["images_per_s"] if plain else None
+            if best.get("mfu") and (name not in best_mfu or (at_max, best["mfu"]) > best_mfu[name][::2]):
+                best_mfu[name] = (best["mfu"], int(best["train"]["batch"]), at_max)
+            as_run = next((r for r in fast if r.get("as_run")), best)
+            ratio = as_run["train"]["images_per_s"] / plain["train"]["images_per_s"] if plain else None
             batch = best["train"]["batch"]
-            layouts = ", ".join(f"{r['layout']} {r['train']['images_per_s']:,.0f}" for r in fast)
+            layouts = ", ".join(f"{r['layout']}{' + graphs' if r.get('cuda_graphs') else ''}"
+                                f"{' (run)' if r.get('as_run') else ''} {r['train']['images_per_s']:,.0f}"
+                                for r in fast)
             plain_batch = plain["train"]["batch"] if plain else batch
             batches = str(batch) if plain_batch == batch else f"{batch} (plain {plain_batch})"
             lines.append(
@@ -191,8 +195,21 @@ def markdown(docs: list[dict[str, Any]]) -> str:
                 f"{_num(best.get('recipe_device_hours'), ',.1f')} |")
             if name in ("resnet152", "regnet_y_32gf") and batch == 32 and ratio is not None:
                 verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
-                checks.append(f"- {name} batch 32: training {ratio:.2f}× the plain path "
-                              f"(target ≥ {TARGET_RATIO}×): {verdict}")
+                checks.append(f"- {name} batch 32: training on the path `bmbench run` uses ({as_run['layout']}"
+                              f"{', CUDA graphs' if as_run.get('cuda_graphs') else ''}) {ratio:.2f}× the plain "
+                              f"path (target ≥ {TARGET_RATIO}×): {verdict}")
+                graphs = [r for r in fast if r.get("cuda_graphs") != as_run.get("cuda_graphs")
+                          and r["layout"] == as_run["layout"]]
+                if graphs:
+                    g = graphs[0]["train"]["images_per_s"] / as_run["train"]["images_per_s"]
+                    checks.append(f"- {name} batch 32: CUDA graphs {'on' if graphs[0].get('cuda_graphs') else 'off'}"
+                                  f" gives {g:.2f}× the run's path")
+            for r in fast:
+                if r.get("compile_fallback"):
+                    checks.append(f"- {name} {r['layout']}: torch.compile FELL BACK to eager: {r['compile_fallback']}")
+            for label, r in records.items():
+                if r.get("error"):
+                    checks.append(f"- {name} {label}: FAILED: {r['error']}")
             conc = entry.get("concurrent")
             if conc and "error" not in conc:
                 checks.append(f"- {name}: {conc['processes']} concurrent processes give "
@@ -200,8 +217,11 @@ def markdown(docs: list[dict[str, Any]]) -> str:
                               f"{conc['images_per_s_one_process']:,.0f} in one ({conc['ratio_vs_one_process']:.2f}×)")
     for name in ("vgg19_bn", "vit_l_32"):
         if name in best_mfu:
-            checks.append(f"- {name}: best MFU {100 * best_mfu[name]:.1f} % (target ≥ {100 * TARGET_MFU:.0f} %): "
-                          f"{'met' if best_mfu[name] >= TARGET_MFU else 'NOT met'}")
+            mfu, batch, at_max = best_mfu[name]
+            where = f"at batch {batch}, the largest that fits" if at_max else \
+                f"at batch {batch} only (the largest-batch measurement is missing, so the target is not judged)"
+            verdict = ("met" if mfu >= TARGET_MFU else "NOT met") if at_max else "not judged"
+            checks.append(f"- {name}: MFU {100 * mfu:.1f} % {where} (target ≥ {100 * TARGET_MFU:.0f} %): {verdict}")
     if slowest_data and fastest_train:
         checks.append(f"- data path alone {slowest_data:,.0f} images/s = {slowest_data / fastest_train:.1f}× the "
                       f"fastest training throughput (target ≥ {TARGET_DATA:.0f}×): "
@@ -210,6 +230,59 @@ def markdown(docs: list[dict[str, Any]]) -> str:
     device = head.get("device", {}).get("name", "?")
     return "\n".join([f"Device: {device}; measured {head.get('created_at', '?')}; "
                       f"torch {head.get('versions', {}).get('torch')}.", "", *lines, "", *checks, ""])
+
+
+def device_check_markdown(report: dict[str, Any]) -> str:
+    """The device check's report: a line per stage, then the figures of the stages that measured any."""
+    lines = [f"# bmbench device check ({report['mode']}), {report['created_at']}", "",
+             f"Budget {report['budget_s']:.0f} s, {report['elapsed_s']:.0f} s elapsed; torch.compile "
+             f"{'on' if report.get('compile') else 'off'} for the measuring stages.", "",
+             "| stage | status | seconds | details |", "|---|---|---|---|"]
+    for doc in report["stages"]:
+        detail = "; ".join(str(x) for x in [doc.get("error"), doc.get("reason"), *(doc.get("notes") or [])] if x)
+        seconds = doc.get("wall_s", doc.get("seconds"))
+        lines.append(f"| {doc['stage']} | {doc.get('status', '?')} | {_num(seconds, '.0f')} | "
+                     f"{detail.replace('|', '/')} |")
+    by_name = {d["stage"]: d for d in report["stages"]}
+    env = by_name.get("env", {})
+    if env.get("packages"):
+        gpu = env.get("gpu") or {}
+        lines += ["", f"Python {env.get('python')}; GPU {gpu.get('name', 'none')}"
+                  f"{', %.0f GiB' % gpu['memory_gib'] if gpu.get('memory_gib') else ''}; "
+                  + ", ".join(f"{k} {v or 'MISSING'}" for k, v in env["packages"].items())]
+        probe = env.get("compile_probe") or {}
+        if probe:
+            lines.append(f"Compile probe: {'ok' if probe.get('ok') else 'FAILED'}"
+                         f"{' in %.1f s' % probe['seconds'] if probe.get('seconds') is not None else ''}"
+                         f"{': ' + probe['error'] if probe.get('error') else ''}.")
+    data = (by_name.get("data") or {}).get("bench")
+    if data and data.get("data_only"):
+        lines += ["", "| data path | batch | size | images/s | storage | load s | error |", "|---|---|---|---|---|---|---|"]
+        for d in data["data_only"].values():
+            lines.append(f"| {d['path']} ({d['layout']}) | {d['batch']} | {d['size']} | "
+                         f"{_num(d.get('images_per_s'))} | {d.get('storage') or '-'} | {_num(d.get('load_s'), '.1f')} | "
+                         f"{d.get('error', '')} |")
+    docs = [by_name[n]["bench"] for n in ("train32", "mfu") if (by_name.get(n) or {}).get("bench")]
+    if docs:
+        lines += ["", markdown(docs)]
+        failed = [f"- {b['backbone']} {name}: {v['error']}" for d in docs for b in d.get("backbones", [])
+                  for name, v in b.get("variants", {}).items() if v.get("error")]
+        if failed:
+            lines += ["", "Variants that did not measure (their error):", *failed]
+    embed = by_name.get("embed") or {}
+    if embed.get("embed"):
+        import json
+
+        lines += ["", "Frozen-feature embedding:", "", "```", json.dumps(embed["embed"], indent=1)[:3000], "```"]
+    run = by_name.get("run") or {}
+    if run.get("fold"):
+        fold = run["fold"]
+        lines += ["", f"`bmbench run` ({run.get('command')}): exit {run.get('exit_code')}, {run.get('seconds', 0):.0f} s; "
+                  + ", ".join(f"{k} {v}" for k, v in fold.items())]
+        for h in run.get("history") or []:
+            lines.append(f"- epoch {h['epoch']}: {h['images_per_s']:,.0f} training images/s, {h['seconds']:.1f} s "
+                         f"(the first epoch includes compilation), val acc {h['val_accuracy']:.3f}")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":  # python -m bmbench.bench.report A.json B.json ...: the Markdown summary

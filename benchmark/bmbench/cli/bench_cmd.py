@@ -38,17 +38,30 @@ def bench(
     only_train: bool = typer.Option(False, "--only-train", help="Training steps only (no data-only, no eval)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the measurements here (JSON)."),
     seed: int = typer.Option(0, "--seed", help="Seed of sampling, augmentation and initialisation."),
+    embed: str | None = typer.Option(None, "--embed", help="A frozen-feature submission: `bmbench embed` throughput vs its encoder's pure forward at the same --batch (other path options ignored)."),
 ) -> None:
     """Measure data-only throughput, training steps and evaluation of the plain and the bmbench path.
 
     Prints one side-by-side table per backbone (images/s, step time, peak memory, MFU, ratio, estimated
     device-hours of the full recipe) and writes everything to --json.
     """
+    if embed is not None:  # frozen-feature embedding benchmark (bmbench.bench.embed)
+        from bmbench.cli.embed_cmd import bench_embed_command
+
+        return bench_embed_command(embed, data=data, device=device, batch=batch, steps=steps, warmup=warmup,
+                                   json_out=json_out)
+    from bmbench.extras import require
+
+    require("torch", "train", "bmbench bench")
     from bmbench import atomic
     from bmbench.bench.measure import BenchOptions, run_bench
     from bmbench.bench.report import derive, render
     from bmbench.errors import BmbenchError
 
+    from bmbench.safe_io import check_output_path
+
+    if json_out is not None:  # refused before any work starts
+        check_output_path(json_out, what="--json")
     chosen = tuple(p.strip() for p in paths.split(",") if p.strip())
     if not chosen or set(chosen) - {"plain", "bmbench"}:
         raise BmbenchError(f"--paths takes plain and/or bmbench separated by a comma, not {paths!r}")

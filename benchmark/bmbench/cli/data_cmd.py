@@ -52,7 +52,7 @@ def verify(
         report = verify_data(index, decode=False)
     render_verify_report(report, console)
     if not report.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(2)  # invalid input (exit-code policy in bmbench.errors)
 
 
 @app.command("synth")
@@ -111,6 +111,10 @@ def stats(
     from bmbench import atomic
     from bmbench.data.stats import channel_statistics, render_stats, stats_source, table2_comparison
 
+    from bmbench.safe_io import check_output_path
+
+    if json_out is not None:  # refused before any work starts
+        check_output_path(json_out, what="--json")
     source = stats_source(data_root(data))
     with progress_bar("decoding images", len(source.paths)) as advance:
         result = channel_statistics(source.paths, workers=workers, progress=advance)
@@ -193,7 +197,7 @@ def import_hf(
     if report.missing:
         console.print(f"[bold red]incomplete:[/] {len(report.missing):,} manifest image(s) were not in the source "
                       f"(e.g. {', '.join(report.missing[:5])}); `bmbench data verify --data {report.root}` lists them")
-        raise typer.Exit(1)
+        raise typer.Exit(2)
     console.print(f"complete: every manifest image is present. Use it with: --data {report.root}")
 
 
@@ -211,9 +215,7 @@ def cache(
 
     Runs reuse it; it is rebuilt when any source file changes (size or modification time).
     """
-    import time
-
-    from bmbench.data.cache import build_cache, open_cache, rows_for_index, rows_for_split, verify_cache
+    from bmbench.data.cache import obtain_cache, open_cache, rows_for_index, rows_for_split, verify_cache
     from bmbench.data.layout import scan_data
     from bmbench.errors import BmbenchError
     from bmbench.splits.store import load_split, split_for_dataset
@@ -222,9 +224,8 @@ def cache(
     split = load_split(split_for_dataset(index.dataset.id).name)
     rows = rows_for_index(index, split) if all_images else rows_for_split(split, index.paths_for(split.image_ids,
                                                                                                split.name))
-    started = time.perf_counter()
-    existing = None if rebuild else open_cache(rows)
     if verify:
+        existing = open_cache(rows)
         if existing is None:
             raise BmbenchError("there is no up-to-date cache to verify; run `bmbench data cache` first")
         with progress_bar("hashing the cache", len(rows)) as advance:
@@ -232,17 +233,14 @@ def cache(
         for problem in problems:
             console.print(f"[red]{problem}[/]")
         if problems:
-            raise typer.Exit(1)
+            raise typer.Exit(2)
         console.print(f"cache intact: {existing.folder} (checksum {existing.checksum[:16]}…)")
         return
-    if existing is not None:
-        built = existing
-        note = "up to date (reused)"
-    else:
-        with progress_bar("decoding images into the cache", len(rows)) as advance:
-            built = build_cache(rows, workers=workers, progress=advance, force=rebuild)
-        seconds = time.perf_counter() - started
-        note = f"decoded {len(rows):,} images in {seconds:.1f} s ({len(rows) / max(seconds, 1e-9):,.0f} images/s)"
+    with progress_bar("decoding images into the cache", len(rows)) as advance:
+        outcome = obtain_cache(rows, rebuild=rebuild, workers=workers, progress=advance)
+    built = outcome.cache
+    note = ("up to date (reused)" if outcome.reused else f"decoded {outcome.decoded:,} images in "
+            f"{outcome.seconds:.1f} s ({outcome.decoded / max(outcome.seconds, 1e-9):,.0f} images/s)")
     tag = " [bold red]SYNTHETIC DATA[/]" if index.dataset.synthetic else ""
     console.print(f"image cache{tag}: {built.folder}")
     console.print(f"  {len(built):,} images, {built.images.nbytes / 2**30:.2f} GiB, {note}")

@@ -23,6 +23,10 @@ def explain(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
 ) -> None:
     """Grad-CAM heat maps of correctly classified and misclassified test images of a class (PNG + HTML)."""
+    from bmbench.extras import require
+
+    require("torch", "train", "bmbench explain")
+    require("pytorch_grad_cam", "explain", "bmbench explain")
     from bmbench.explain.gallery import ExplainOptions, explain_run
 
     result = explain_run(run_dir, ExplainOptions(code=code, n=n, fold=fold, data=data, submission=submission,

@@ -30,7 +30,8 @@ def grid(
                                            "'resnet_*,vit_imagenet' (default: the paper's 24 submissions)."),
     folds: str | None = typer.Option(None, "--folds", help="Folds, e.g. 0,3 (default: all five)."),
     data: str | None = typer.Option(None, "--data", help="BM data folder or 'synthetic' (default $BMBENCH_DATA)."),
-    out: Path = typer.Option(Path("runs"), "--out", help="Runs folder (OUT/<submission>/<dataset>/)."),
+    out: Path | None = typer.Option(None, "--out", help="Runs folder (OUT/<submission>/<dataset>/; default: "
+                                    "<root>/runs)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Override epochs (smoke: not comparable)."),
     max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Cap steps per epoch (smoke)."),
@@ -47,6 +48,12 @@ def grid(
     mem: str = typer.Option("64G", "--mem", help="SLURM memory per task."),
     setup: str = typer.Option("", "--setup", help="SLURM: shell lines run before bmbench (module load, "
                               "source .venv/bin/activate)."),
+    sbatch_option: list[str] = typer.Option([], "--sbatch-option", help="SLURM: an extra #SBATCH option, e.g. "
+                                            "--account=proj (repeat for more)."),
+    gpus: int | None = typer.Option(None, "--gpus", min=0, help="SLURM: GPUs per task (--gres=gpu:N; default 1 "
+                                    "with --device cuda, else 0)."),
+    cache: str | None = typer.Option(None, "--cache", help="SLURM: BMBENCH_CACHE of the jobs, e.g. a scratch "
+                                     "disk ('$TMPDIR/bmbench' expands in the job)."),
 ) -> None:
     """The reference grid (24 submissions x 5 folds): list it, run it here, or write a SLURM array script.
 
@@ -64,6 +71,9 @@ def grid(
 
     if sum([dry_run and slurm is None, slurm is not None, merge]) > 1:
         raise BmbenchError("choose one of --dry-run, --slurm and --merge (--slurm with --dry-run prints the script)")
+    from bmbench.paths import runs_dir
+
+    out = out or runs_dir()
     chosen = select_submissions(submissions)
     dataset, note = _dataset_id(data, required=not (dry_run or slurm is not None))
     n_folds = split_for_dataset(dataset).folds
@@ -100,8 +110,13 @@ def grid(
     run_args = run_options_args(data or "$BMBENCH_DATA", out, device=device, epochs=epochs, max_steps=max_steps,
                                 seed=seed)
     if slurm is not None:
+        n_gpus = gpus if gpus is not None else int(device == "cuda")
+        if device == "auto" and gpus is None:
+            err_console.print("[yellow]note:[/] --device auto asks SLURM for no GPU; pass --device cuda (or --gpus 1) "
+                              "on a GPU cluster")
         script = slurm_script([t for t in tasks if t.status != "done"], run_args, max_parallel=max_parallel,
-                              partition=partition, time_limit=time_limit, cpus=cpus, mem=mem, setup=setup)
+                              partition=partition, time_limit=time_limit, cpus=cpus, mem=mem, setup=setup,
+                              gpus=n_gpus, sbatch_options=sbatch_option, cache=cache)
         if dry_run:
             console.print(script, highlight=False, markup=False, soft_wrap=True)
         else:

@@ -31,7 +31,9 @@ def _print_sections(sections) -> None:  # noqa: ANN001 - list[Section]; imported
     from bmbench.leaderboard.board import row_cells
 
     short_status = {"reproduced here": "reproduced", "reported in a paper": "paper"}
-    keys = ["rank", "name", "f1", "f1_ci", "vs_leader", "status"]
+    keys = ["rank", "tier", "name", "protocol", "f1", "f1_ci", "vs_leader", "status"]
+    if console.width < 130:
+        keys.remove("protocol")
     if console.width < 110:
         keys.remove("f1_ci")  # narrow terminal: keep the name, F1 and the verdict readable
     labels = {"rank": "#", "f1": "F1", "f1_ci": "F1 95 % CI", "vs_leader": "vs leader"}
@@ -64,6 +66,13 @@ def add(
     predictions: bool = typer.Option(False, "--predictions/--no-predictions",
                                      help="Also store the gzipped predictions (re-scored by the check)."),
     replace: bool = typer.Option(False, "--replace", help="Overwrite an existing entry of the same name."),
+    weights_url: str | None = typer.Option(None, "--weights-url", help="Download URL of the trained checkpoint; "
+                                           "its SHA-256 is computed from the local file."),
+    weights_file: Path | None = typer.Option(None, "--weights-file", help="The local file the URL serves "
+                                             "(default: the run's only fold*/best.pt)."),
+    weights_sha256: str | None = typer.Option(None, "--weights-sha256", help="Expected SHA-256 of that file "
+                                              "(refused if the local file differs)."),
+    weights_licence: str | None = typer.Option(None, "--weights-licence", help="Licence of the weights."),
 ) -> None:
     """Make a leaderboard entry from a finished `bmbench run` (re-scored by the official scorer).
 
@@ -72,10 +81,14 @@ def add(
     `bmbench leaderboard build` afterwards.
     """
     from bmbench.leaderboard.entries import add_run
+    from bmbench.safe_io import check_output_path
 
     target = _board(board, folder)
+    check_output_path(target.root, what="--dir" if folder is not None else "the board folder", folder=True)
     path = add_run(run_dir, target, status=status, name=name, code_url=code_url, parameters=params,
-                   submission_dir=submission, with_predictions=predictions, replace=replace)
+                   submission_dir=submission, with_predictions=predictions, replace=replace,
+                   weights_url=weights_url, weights_file=weights_file, weights_sha256=weights_sha256,
+                   weights_licence=weights_licence)
     console.print(f"wrote {path}" + (" (and its predictions)" if predictions else ""), highlight=False)
 
 
@@ -86,13 +99,21 @@ def build(
     folder: Path | None = typer.Option(None, "--dir", help=DIR_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the ranked tables."),
 ) -> None:
-    """Check the entries, then write README.md and index.html (deterministic; atomic; nothing on failure)."""
+    """Check the entries, then write README.md, index.html, results.csv, results.json and entry.schema.json.
+
+    Deterministic; atomic; nothing is written when an entry has a problem.
+    """
     from bmbench.leaderboard.build import build_board
 
-    result = build_board(_board(board, folder))
+    from bmbench.safe_io import check_output_path
+
+    target = _board(board, folder)
+    check_output_path(target.root, what="--dir" if folder is not None else "the board folder", folder=True)
+    result = build_board(target)
     if not quiet:
         _print_sections(result.sections)
-    console.print(f"wrote {result.readme} and {result.html} from {result.entries} entries", highlight=False)
+    console.print(f"wrote {result.readme.parent}/ (README.md, index.html, results.csv, results.json, "
+                  f"entry.schema.json) from {result.entries} entries", highlight=False)
 
 
 @app.command("show")
@@ -100,14 +121,26 @@ def build(
 def show(
     board: str = typer.Option("main", "--board", help=BOARD_HELP),
     folder: Path | None = typer.Option(None, "--dir", help=DIR_HELP),
+    fmt: str = typer.Option("table", "--format", help="table (the ranked tables), csv (results.csv) or json "
+                            "(results.json), computed from the entries."),
 ) -> None:
-    """Print the ranked tables of a board (from its entries; writes nothing)."""
+    """Print a board (from its entries; writes nothing): tables, or the CSV / JSON export."""
+    from bmbench.errors import BmbenchError
     from bmbench.leaderboard.build import sections_for
     from bmbench.leaderboard.entries import load_entries
 
+    if fmt not in ("table", "csv", "json"):
+        raise BmbenchError(f"--format {fmt!r}: use table, csv or json", exit_code=2)
     target = _board(board, folder)
     loaded, _ = load_entries(target)
-    _print_sections(sections_for(target, [entry for _, entry in loaded]))
+    sections = sections_for(target, [entry for _, entry in loaded])
+    if fmt == "table":
+        _print_sections(sections)
+        return
+    from bmbench.leaderboard.export import results_csv, results_json
+
+    text = results_csv(sections) if fmt == "csv" else results_json(target, sections)
+    typer.echo(text, nl=False)
 
 
 @app.command("check")
@@ -120,18 +153,21 @@ def check(
 
     Checks: schema; safe, unique names; the board's policy; the published split and its SHA-256; each
     fold's matrix holds exactly the fold's test images; metrics recomputed from the confusion matrices (and
-    predictions files re-scored) equal what the entry states; the paper's rows equal the package's tables;
-    README.md and index.html equal a fresh build. Never imports or runs code from submissions/.
+    predictions files re-scored, probability metrics included) equal what the entry states; the paper's rows
+    equal the package's tables; every submissions/*/submission.toml validates; README.md, index.html,
+    results.csv, results.json and entry.schema.json equal a fresh build. Never imports or runs code from
+    submissions/.
     """
+    from bmbench import paths
     from bmbench.leaderboard.check import check_board
 
     target = _board(board, folder)
-    problems = check_board(target)
+    problems = check_board(target, submissions_dir=paths.submissions_dir())
     if problems:
         for problem in problems:
             err_console.print(str(problem), highlight=False, markup=False, soft_wrap=True)
         err_console.print(f"[bold red]{len(problems)} problem(s)[/] in {target.root}", highlight=False)
-        raise typer.Exit(1)
+        raise typer.Exit(2)  # invalid input
     console.print(f"{target.root}: all entries and the generated pages are sound", highlight=False)
 
 

@@ -15,7 +15,8 @@ def lr_find(
     fold: int = typer.Option(0, "--fold", min=0, help="Fold whose training images the test runs on."),
     data: str | None = typer.Option(None, "--data", help="BM data folder or 'synthetic' (default $BMBENCH_DATA)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    out: Path = typer.Option(Path("runs"), "--out", help="Runs folder, as for `bmbench run` (the cache is shared)."),
+    out: Path | None = typer.Option(None, "--out", help="Runs folder, as for `bmbench run` (the cache is shared; "
+                                    "default: <root>/runs)."),
     seed: int = typer.Option(0, "--seed", help="Seed, as for `bmbench run` (same initial weights and batches)."),
     force: bool = typer.Option(False, "--force", help="Recompute even if the fold's range test is cached."),
 ) -> None:
@@ -24,11 +25,15 @@ def lr_find(
     The result goes to OUT/<submission>/<dataset>/fold<K>/lr_find.json: `bmbench run` trains that fold
     with the suggested LR when the recipe says lr = "find" (the paper's default).
     """
+    from bmbench.extras import require
+
+    require("torch", "train", "bmbench lr-find")
     from bmbench.submissions.registry import resolve_submission
+    from bmbench.paths import runs_dir
     from bmbench.runs.lrfind import LrFindOptions, run_lr_find
 
     loaded = resolve_submission(submission)
-    options = LrFindOptions(fold=fold, data=data, out=out, device=device, seed=seed, force=force)
+    options = LrFindOptions(fold=fold, data=data, out=out or runs_dir(), device=device, seed=seed, force=force)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     total = loaded.submission.recipe.lr_find.num_iter
@@ -40,11 +45,11 @@ def lr_find(
     tag = " [bold red]SYNTHETIC DATA[/]" if outcome.synthetic else ""
     how = "computed" if outcome.computed else "cached (reused; --force recomputes)"
     console.print(f"{loaded.submission.name} fold {fold}{tag}: suggested learning rate "
-                  f"[bold]{record['suggested_lr']:.3g}[/] (rule: {record['rule']}; {how})")
-    lrs = record.get("lrs") or []
+                  f"[bold]{record.suggested_lr:.3g}[/] (rule: {record.rule}; {how})")
+    lrs = record.lrs
     if lrs:
         console.print(f"range tested: {min(lrs):.3g} .. {max(lrs):.3g} over {len(lrs)} batches"
-                      + (" (stopped early: the loss diverged)" if record.get("stopped_early") else ""))
+                      + (" (stopped early: the loss diverged)" if record.stopped_early else ""))
     console.print(f"wrote {outcome.path} and {outcome.plot}")
     if outcome.recipe_uses_it:
         console.print("`bmbench run` uses this learning rate for this fold (the recipe says lr = \"find\").")

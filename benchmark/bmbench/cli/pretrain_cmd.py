@@ -91,6 +91,9 @@ def pretrain(
     label_column: str | None = typer.Option(None, "--label-column", help="Hugging Face label column."),
 ) -> None:
     """Pre-train a backbone on PatchCamelyon or Comparison Detector; writes the in-domain checkpoint + metadata."""
+    from bmbench.extras import require
+
+    require("torch", "pretrain", "bmbench pretrain")
     from bmbench.pretraining.pretrain import PretrainOptions, load_recipe_file, pretrain as run_pretrain
 
     options = PretrainOptions(

@@ -105,7 +105,8 @@ def run(
     submission: str = typer.Argument(..., help="Submission folder (submissions/regnet_imagenet_cd) or name."),
     data: str | None = typer.Option(None, "--data", help="BM data folder or 'synthetic' (default $BMBENCH_DATA)."),
     folds: str | None = typer.Option(None, "--folds", help="Folds to run, e.g. 0,3 (default: all five)."),
-    out: Path = typer.Option(Path("runs"), "--out", help="Runs folder; results go to OUT/<submission>/<dataset>/."),
+    out: Path | None = typer.Option(None, "--out", help="Runs folder; results go to OUT/<submission>/<dataset>/ "
+                                    "(default: <root>/runs)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Override epochs (smoke run: not comparable)."),
     max_steps: int | None = typer.Option(None, "--max-steps", min=1,
@@ -114,14 +115,20 @@ def run(
     seed: int = typer.Option(0, "--seed", help="Seed of sampling, augmentation and initialisation."),
     concurrent_folds: int = typer.Option(1, "--concurrent-folds", min=1,
                                          help="Run up to N folds at once, one process each (one GPU)."),
+    lr_find_steps: int | None = typer.Option(None, "--lr-find-steps", min=5, help="Cap the learning-rate range "
+                                             "test (lr = \"find\") at N steps (smoke runs: 10 unless given)."),
 ) -> None:
     """Train and evaluate a submission on the published split, then score it (predictions.csv, score.json, run.json)."""
     from bmbench.submissions.registry import resolve_submission
+    from bmbench.paths import runs_dir
     from bmbench.runs.run import RunOptions, run_submission
 
+    from bmbench.safe_io import check_output_path
+
     loaded = resolve_submission(submission)
-    options = RunOptions(data=data, folds=_parse_folds(folds), out=out, device=device, epochs=epochs,
-                         max_steps=max_steps, resume=resume, seed=seed)
+    check_output_path(out or runs_dir(), what="--out", folder=True)  # refused before any work starts
+    options = RunOptions(data=data, folds=_parse_folds(folds), out=out or runs_dir(), device=device, epochs=epochs,
+                         max_steps=max_steps, resume=resume, seed=seed, lr_find_steps=lr_find_steps)
     if concurrent_folds > 1:
         from bmbench.runs.concurrent import run_concurrent
 
@@ -131,7 +138,10 @@ def run(
         result = run_concurrent(loaded, options, concurrent_folds, on_event=event)
         _summary(result)
         return
-    with RichLoopProgress() as progress:
+    from bmbench.cli.progress_lines import loop_progress
+
+    # bars on a terminal, one line per 50 steps (run ETA) in a log; SIGUSR1 stops at an epoch boundary
+    with loop_progress(len(options.folds) if options.folds else 5) as progress:
         result = run_submission(loaded, options, progress=progress, feature_progress=progress.features)
     if result is not None:  # None on the non-zero ranks of a torchrun job
         _summary(result)
@@ -144,6 +154,8 @@ def merge(
 ) -> None:
     """Combine folds run on different machines into one run, and score it."""
     from bmbench.runs.merge import merge_runs
+    from bmbench.safe_io import check_output_path
 
+    check_output_path(out, what="--out", folder=True)
     result = merge_runs(run_dirs, out)
     _summary(result)

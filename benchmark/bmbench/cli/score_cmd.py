@@ -29,12 +29,16 @@ def score(
 
     Invalid input exits with status 2 and writes nothing.
     """
-    from bmbench import atomic
+    from bmbench.records.score import write_score
     from bmbench.scoring.render import render_score
     from bmbench.scoring.score import score_file
 
+    from bmbench.safe_io import check_output_path
+
+    if json_out is not None:  # refused before any work starts
+        check_output_path(json_out, what="--json")
     result = score_file(predictions, split)
     render_score(result, console)
     if json_out is not None:
-        atomic.write_json(json_out, result)
+        write_score(json_out, result)
         console.print(f"wrote {json_out}")

@@ -11,7 +11,8 @@ from bmbench.cli.common import console, user_errors
 app = typer.Typer(help="Build and verify the published split files (splits/*.csv, SHA256SUMS, the split card).",
                   no_args_is_help=True)
 
-DIR_OPTION = typer.Option(None, "--dir", help="The splits folder (default: $BMBENCH_SPLITS or the repository's splits/).")
+DIR_OPTION = typer.Option(None, "--dir", help="The splits folder (default: the published files shipped with bmbench, "
+                               "which the repository's splits/ links to).")
 
 
 @app.command("build")
@@ -41,5 +42,5 @@ def verify(directory: Path | None = DIR_OPTION) -> None:
     if not all(c.ok for c in checks):
         console.print(f"[red]Split files in {folder} do not match the algorithm.[/] Restore them with "
                       "`git checkout splits/`, or regenerate with `bmbench splits build` if the algorithm changed.")
-        raise typer.Exit(1)
+        raise typer.Exit(2)  # invalid input
     console.print(f"[green]All published splits in {folder} verify.[/]")

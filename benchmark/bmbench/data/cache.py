@@ -5,7 +5,8 @@ CPU core-millisecond each), which starves a fast GPU. The cache decodes each ima
 the files Pillow refuses: :func:`bmbench.data.decode.decode_image`) into one ``N x 250 x 250 x 3`` uint8
 array that every later run on the same data memory-maps.
 
-Layout (``<BMBENCH_CACHE>/images/<dataset>-<key>/``, written in a temporary folder and renamed into place)::
+Layout (``<BMBENCH_CACHE>/images/<dataset>-<key>/``, written in a temporary folder and renamed into place
+under a file lock, :func:`bmbench.locks.build_once`: concurrent builders build it once)::
 
     images.npy      N x 250 x 250 x 3 uint8 (NumPy .npy, memory-mappable), rows in the given order
     index.csv       row,image_id,label (label = class code)
@@ -37,9 +38,10 @@ from typing import Any
 
 import numpy as np
 
+from bmbench import atomic
 from bmbench.classes import CLASS_CODES
 from bmbench.data.decode import EXPECTED_SHAPE, decode_image
-from bmbench.errors import BmbenchError
+from bmbench.errors import BmbenchError, RunFailure
 
 CACHE_VERSION = 1
 """Bump when the layout or the decoding changes: the key changes, old caches are ignored."""
@@ -242,7 +244,12 @@ def _check_space(folder: Path, needed: int) -> None:
 def build_cache(rows: CacheRows, *, workers: int | None = None, progress: Callable[[int], None] | None = None,
                 force: bool = False) -> ImageCache:
     """Decode ``rows`` into a new cache (atomically) and return it opened; an up-to-date cache is reused
-    unless ``force``. ``progress(k)`` is called with the number of newly decoded images."""
+    unless ``force``. ``progress(k)`` is called with the number of newly decoded images.
+
+    Concurrent builders (grid tasks, torchrun ranks) are serialised by :func:`bmbench.locks.build_once`:
+    one decodes, the others wait for the lock and then open its cache."""
+    from bmbench.locks import build_once
+
     if len(rows) == 0:
         raise BmbenchError("there are no images to cache")
     final = cache_folder(rows)
@@ -250,89 +257,97 @@ def build_cache(rows: CacheRows, *, workers: int | None = None, progress: Callab
         existing = open_cache(rows)
         if existing is not None:
             return existing
-    started = time.perf_counter()
-    n = len(rows)
-    nbytes = n * int(np.prod(EXPECTED_SHAPE))
     final.parent.mkdir(parents=True, exist_ok=True)
-    _check_space(final.parent, nbytes)
-    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        npy = tmp / IMAGES_FILE
-        np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=(n, *EXPECTED_SHAPE)).flush()
-        source_print = fingerprint(rows.paths)
-        tasks = [(str(npy), start, [str(p) for p in rows.paths[start:start + HASH_BLOCK_ROWS]])
-                 for start in range(0, n, HASH_BLOCK_ROWS)]
-        digests: list[str] = [""] * len(tasks)
-        opencv: list[str] = []
-        errors: list[tuple[str, str]] = []
-
-        def collect(k: int, result: tuple[int, str, list[str], list[tuple[str, str]]]) -> None:
-            done, digest, block_opencv, block_errors = result
-            digests[k] = digest
-            opencv.extend(block_opencv)
-            errors.extend(block_errors)
-            if progress is not None:
-                progress(done)
-
-        _map_blocks(_decode_block, tasks, _workers(workers), collect)
-        if errors:
-            shown = "; ".join(f"{p}: {why}" for p, why in errors[:3])
-            raise BmbenchError(f"{len(errors)} image(s) could not be cached ({shown}). Check the data with "
-                               "`bmbench data verify`.")
-        index_text = _index_csv(rows)
-        (tmp / INDEX_FILE).write_text(index_text, encoding="utf-8", newline="")
-        images_sha = _combine(digests)
-        index_sha = hashlib.sha256(index_text.encode()).hexdigest()
-        by_path = {str(p): i for i, p in zip(rows.image_ids, rows.paths, strict=True)}
-        manifest = {
-            "schema_version": CACHE_VERSION,
-            "dataset": rows.dataset_id,
-            "split": {"name": rows.split_name, "sha256": rows.split_sha256},
-            "rows": n,
-            "shape": [n, *EXPECTED_SHAPE],
-            "dtype": "uint8",
-            "key": rows.key(),
-            "images_sha256": images_sha,
-            "hash_block_rows": HASH_BLOCK_ROWS,
-            "index_sha256": index_sha,
-            "checksum": _checksum(images_sha, index_sha, rows.split_sha256, rows.dataset_id),
-            "fingerprint": source_print,
-            "decoded_with_opencv": sorted(by_path[p] for p in opencv),
-            "seconds": round(time.perf_counter() - started, 3),
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        _install(tmp, final, rows, replace=force)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    atomic.remove_stale(final.parent, recursive=True)  # temporaries of a cache writer killed mid-write
+    _check_space(final.parent, len(rows) * int(np.prod(EXPECTED_SHAPE)))
+    build_once(final, lambda tmp: _write_cache(tmp, rows, workers, progress),
+               is_done=lambda _: open_cache(rows) is not None, force=force)
     opened = open_cache(rows, check_files=False)
     if opened is None:
-        raise BmbenchError(f"{final}: the cache was written but cannot be opened")
+        raise RunFailure(f"{final}: the cache was written but cannot be opened")
     return opened
 
 
-def _install(tmp: Path, final: Path, rows: CacheRows, *, replace: bool) -> None:
-    """Rename the finished cache into place; an old (stale, or ``replace``d) one is moved aside first. If
-    another process installed a valid cache meanwhile, keep theirs."""
-    old: Path | None = None
-    if final.exists():
-        if not replace and open_cache(rows) is not None:  # a concurrent builder finished first
-            shutil.rmtree(tmp, ignore_errors=True)
-            return
-        old = final.parent / f".{final.name}.old-{os.getpid()}"
-        shutil.rmtree(old, ignore_errors=True)
-        os.rename(final, old)
-    try:
-        os.rename(tmp, final)
-    except OSError:
-        if open_cache(rows) is None:
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+@dataclass(frozen=True)
+class CacheOutcome:
+    """What :func:`obtain_cache` did: the opened cache, how many images this process decoded (0: reused, an
+    up-to-date one or one a concurrent builder finished while this process waited) and the seconds taken."""
+
+    cache: ImageCache
+    decoded: int
+    seconds: float
+
+    @property
+    def reused(self) -> bool:
+        return self.decoded == 0
+
+
+def obtain_cache(rows: CacheRows, *, rebuild: bool = False, workers: int | None = None,
+                 progress: Callable[[int], None] | None = None) -> CacheOutcome:
+    """The reuse policy of ``bmbench data cache``: reuse an up-to-date cache unless ``rebuild``, else decode
+    (under the build lock, so a cache a concurrent process finishes meanwhile is reused, not decoded twice)."""
+    started = time.perf_counter()
+    decoded = [0]
+
+    def count(k: int) -> None:
+        decoded[0] += k
+        if progress is not None:
+            progress(k)
+
+    cache = build_cache(rows, workers=workers, progress=count, force=rebuild)
+    return CacheOutcome(cache=cache, decoded=decoded[0], seconds=time.perf_counter() - started)
+
+
+def _write_cache(tmp: Path, rows: CacheRows, workers: int | None,
+                 progress: Callable[[int], None] | None) -> None:
+    """Decode every row into the empty folder ``tmp`` and write its index and manifest."""
+    started = time.perf_counter()
+    n = len(rows)
+    npy = tmp / IMAGES_FILE
+    np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=(n, *EXPECTED_SHAPE)).flush()
+    source_print = fingerprint(rows.paths)
+    tasks = [(str(npy), start, [str(p) for p in rows.paths[start:start + HASH_BLOCK_ROWS]])
+             for start in range(0, n, HASH_BLOCK_ROWS)]
+    digests: list[str] = [""] * len(tasks)
+    opencv: list[str] = []
+    errors: list[tuple[str, str]] = []
+
+    def collect(k: int, result: tuple[int, str, list[str], list[tuple[str, str]]]) -> None:
+        done, digest, block_opencv, block_errors = result
+        digests[k] = digest
+        opencv.extend(block_opencv)
+        errors.extend(block_errors)
+        if progress is not None:
+            progress(done)
+
+    _map_blocks(_decode_block, tasks, _workers(workers), collect)
+    if errors:
+        shown = "; ".join(f"{p}: {why}" for p, why in errors[:3])
+        raise BmbenchError(f"{len(errors)} image(s) could not be cached ({shown}). Check the data with "
+                           "`bmbench data verify`.")
+    index_text = _index_csv(rows)
+    (tmp / INDEX_FILE).write_text(index_text, encoding="utf-8", newline="")
+    images_sha = _combine(digests)
+    index_sha = hashlib.sha256(index_text.encode()).hexdigest()
+    by_path = {str(p): i for i, p in zip(rows.image_ids, rows.paths, strict=True)}
+    manifest = {
+        "schema_version": CACHE_VERSION,
+        "dataset": rows.dataset_id,
+        "split": {"name": rows.split_name, "sha256": rows.split_sha256},
+        "rows": n,
+        "shape": [n, *EXPECTED_SHAPE],
+        "dtype": "uint8",
+        "key": rows.key(),
+        "images_sha256": images_sha,
+        "hash_block_rows": HASH_BLOCK_ROWS,
+        "index_sha256": index_sha,
+        "checksum": _checksum(images_sha, index_sha, rows.split_sha256, rows.dataset_id),
+        "fingerprint": source_print,
+        "decoded_with_opencv": sorted(by_path[p] for p in opencv),
+        "seconds": round(time.perf_counter() - started, 3),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
 
 def read_manifest(folder: Path) -> dict[str, Any] | None:

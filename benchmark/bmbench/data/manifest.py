@@ -46,10 +46,10 @@ class ManifestRow:
 
 
 def default_manifest_path() -> Path:
-    """``splits/bm-manifest-v1.csv`` in the splits folder (``$BMBENCH_SPLITS`` or the checkout's ``splits/``)."""
-    from bmbench.splits.store import default_splits_dir
+    """``bm-manifest-v1.csv`` in the local splits folder (``$BMBENCH_SPLITS``), else beside the published splits."""
+    from bmbench import paths
 
-    return default_splits_dir() / MANIFEST_NAME
+    return (paths.local_splits_dir() or paths.published_splits_dir()) / MANIFEST_NAME
 
 
 def how_to_create_manifest(path: Path) -> str:

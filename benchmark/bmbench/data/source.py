@@ -1,7 +1,7 @@
 """Where the image data comes from: ``--data PATH``, ``$BMBENCH_DATA``, or ``synthetic``.
 
 ``synthetic`` means the embedded demo set, generated once into the cache folder
-(``$BMBENCH_CACHE``, default ``~/.cache/bmbench``) and reused by every later command.
+(:func:`bmbench.paths.cache_dir`) and reused by every later command.
 """
 
 from __future__ import annotations
@@ -11,19 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bmbench.datasets import how_to_get_data
-from bmbench.errors import BmbenchError, DataNotFoundError
+from bmbench.errors import DataNotFoundError
 
+from bmbench.paths import CACHE_ENV, cache_dir  # the one owner of locations; re-exported for callers
+
+__all__ = ["CACHE_ENV", "DATA_ENV", "SYNTHETIC", "cache_dir", "ensure_synthetic", "resolve_data", "synthetic_dir"]
 SYNTHETIC = "synthetic"
 DATA_ENV = "BMBENCH_DATA"
-CACHE_ENV = "BMBENCH_CACHE"
-
-
-def cache_dir() -> Path:
-    """bmbench's cache folder: ``$BMBENCH_CACHE``, else ``$XDG_CACHE_HOME/bmbench``, else ``~/.cache/bmbench``."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "bmbench"
 
 
 def synthetic_dir(seed: int = 0) -> Path:
@@ -36,17 +30,12 @@ def synthetic_dir(seed: int = 0) -> Path:
 def ensure_synthetic(seed: int = 0, progress: Callable[[int], None] | None = None) -> Path:
     """Return the synthetic data root, generating it into the cache on first use."""
     from bmbench.data.layout import DATA_FOLDER
-    from bmbench.data.synthetic import generate_synthetic
+    from bmbench.data.synthetic import ensure_generated
 
     root = synthetic_dir(seed) / DATA_FOLDER
     if root.is_dir():
         return root
-    try:
-        return generate_synthetic(synthetic_dir(seed), seed=seed, progress=progress)
-    except BmbenchError:
-        if root.is_dir():  # another process (a torchrun rank, a parallel job) generated it first
-            return root
-        raise
+    return ensure_generated(synthetic_dir(seed), seed=seed, progress=progress)  # locked: built once
 
 
 def resolve_data(option: str | None, progress: Callable[[int], None] | None = None) -> Path:

@@ -26,7 +26,6 @@ import contextlib
 import json
 import math
 import os
-import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from functools import cache, lru_cache
@@ -772,8 +771,9 @@ def generate_synthetic(
 ) -> Path:
     """Write the synthetic data set under ``out_dir`` and return the path of its ``BM_cytomorphology_data``.
 
-    Atomic: everything is built in a hidden sibling folder and renamed into place at the end, so an
-    interrupted run never leaves a half-written data set that looks complete. ``counts`` (default: the
+    Atomic: everything is built in a hidden sibling folder (under a file lock, :mod:`bmbench.locks`) and
+    renamed into place at the end, so an interrupted run never leaves a half-written data set that looks
+    complete. ``counts`` (default: the
     packaged ``synthetic_count`` per class, 3,118 images) may name a subset of classes; the others get no
     images but keep their folder. ``progress(k)`` is called with the number of newly written images.
     """
@@ -786,36 +786,63 @@ def generate_synthetic(
     final = out_dir / DATA_FOLDER
     if final.exists() or final.is_symlink():
         raise BmbenchError(f"{final} already exists; pass another --out or delete it")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f".{DATA_FOLDER}.tmp-{os.getpid()}"
-    if tmp.exists():  # left over by a killed earlier run with the same process id
-        shutil.rmtree(tmp)
+    return _build_locked(final, seed, per_class, workers, progress)
 
-    tasks: list[tuple[str, str, int, list[tuple[int, str]]]] = []
+
+def ensure_generated(out_dir: Path, *, seed: int = 0, progress: Callable[[int], None] | None = None) -> Path:
+    """The demo set (packaged counts) for ``seed`` under ``out_dir``, generated once: concurrent callers (torchrun
+    ranks, grid tasks) wait for the first builder's lock, then reuse its set."""
+    final = Path(out_dir) / DATA_FOLDER
+    per_class = _resolve_counts(None)
+    if _is_set_of(final, seed, per_class):
+        return final
+    return _build_locked(final, seed, per_class, None, progress)
+
+
+def _is_set_of(final: Path, seed: int, per_class: dict[str, int]) -> bool:
+    """True when ``final`` is a finished set of this seed and counts; raise when it is anything else, which a
+    builder must never replace."""
+    if not (final.exists() or final.is_symlink()):
+        return False
     try:
-        tmp.mkdir()
-        for code, count in per_class.items():
-            (tmp / code).mkdir()
-            jobs = [(n, str(image_relpath(code, n, count))) for n in range(1, count + 1)]
-            for rel in sorted({str(PurePosixPath(r).parent) for _n, r in jobs}):
-                (tmp / rel).mkdir(parents=True, exist_ok=True)
-            tasks += [(str(tmp), code, seed, jobs[i : i + _CHUNK]) for i in range(0, len(jobs), _CHUNK)]
-        map_chunks(_write_chunk, tasks, workers=workers, progress=progress, sizes=[len(t[3]) for t in tasks])
-        (tmp / ABBREVIATIONS_FILE).write_text(abbreviations_csv(), encoding="utf-8", newline="")
-        marker = {
-            "synthetic": True,
-            "generator": "bmbench.data.synthetic",
-            "generator_version": GENERATOR_VERSION,
-            "seed": seed,
-            "counts": per_class,
-            "note": SYNTHETIC_NOTE,
-        }
-        (tmp / SYNTHETIC_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8", newline="")
-        try:
-            os.rename(tmp, final)  # atomic on one filesystem; refuses to replace a non-empty folder
-        except OSError as exc:
-            raise BmbenchError(f"{final} already exists; pass another --out or delete it ({exc})") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+        marker = json.loads((final / SYNTHETIC_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        marker = None
+    if (isinstance(marker, dict) and marker.get("seed") == seed and marker.get("counts") == per_class
+            and marker.get("generator_version") == GENERATOR_VERSION):
+        return True
+    raise BmbenchError(f"{final} already exists and is not the synthetic set of seed {seed}; pass another --out "
+                       "or delete it")
+
+
+def _build_locked(final: Path, seed: int, per_class: dict[str, int], workers: int | None,
+                  progress: Callable[[int], None] | None) -> Path:
+    """Generate into a ``tempfile.mkdtemp`` folder beside ``final`` under ``bmbench.locks.build_once``."""
+    from bmbench.locks import build_once
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return build_once(final, lambda tmp: _write_set(tmp, seed, per_class, workers, progress),
+                      is_done=lambda p: _is_set_of(p, seed, per_class))
+
+
+def _write_set(tmp: Path, seed: int, per_class: dict[str, int], workers: int | None,
+               progress: Callable[[int], None] | None) -> None:
+    """Write every image, the abbreviations file and the SYNTHETIC marker into the empty folder ``tmp``."""
+    tasks: list[tuple[str, str, int, list[tuple[int, str]]]] = []
+    for code, count in per_class.items():
+        (tmp / code).mkdir()
+        jobs = [(n, str(image_relpath(code, n, count))) for n in range(1, count + 1)]
+        for rel in sorted({str(PurePosixPath(r).parent) for _n, r in jobs}):
+            (tmp / rel).mkdir(parents=True, exist_ok=True)
+        tasks += [(str(tmp), code, seed, jobs[i : i + _CHUNK]) for i in range(0, len(jobs), _CHUNK)]
+    map_chunks(_write_chunk, tasks, workers=workers, progress=progress, sizes=[len(t[3]) for t in tasks])
+    (tmp / ABBREVIATIONS_FILE).write_text(abbreviations_csv(), encoding="utf-8", newline="")
+    marker = {
+        "synthetic": True,
+        "generator": "bmbench.data.synthetic",
+        "generator_version": GENERATOR_VERSION,
+        "seed": seed,
+        "counts": per_class,
+        "note": SYNTHETIC_NOTE,
+    }
+    (tmp / SYNTHETIC_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8", newline="")

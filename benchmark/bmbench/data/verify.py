@@ -2,7 +2,8 @@
 
 :func:`verify_data` compares a :class:`~bmbench.data.layout.DataIndex` with the ids the data set
 defines (``<CODE>_00001`` .. ``<CODE>_<count>`` per class), then decodes every image in a process pool
-(Pillow first, OpenCV fallback; workers get paths in chunks and send back only what is noteworthy).
+(Pillow first, OpenCV fallback; workers get paths in chunks and send back only what is noteworthy),
+and checks each file's format by its magic bytes, not its extension.
 :func:`render_verify_report` prints the result with Rich: one row per class, the problem lists (first
 ten of each) and a one-line verdict that says how to fix what failed.
 """
@@ -10,6 +11,8 @@ ten of each) and a one-line verdict that says how to fix what failed.
 from __future__ import annotations
 
 import math
+import os
+import stat
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +29,55 @@ from bmbench.datasets import TCIA_URL, DatasetSpec
 
 LIST_LIMIT = 10
 """How many entries of each problem list the report prints before "... and N more"."""
+MAGIC: tuple[tuple[str, bytes, int], ...] = (
+    ("JPEG", b"\xff\xd8\xff", 0), ("PNG", b"\x89PNG\r\n\x1a\n", 0), ("GIF", b"GIF8", 0),
+    ("BMP", b"BM", 0), ("TIFF", b"II*\x00", 0), ("TIFF", b"MM\x00*", 0), ("WEBP", b"WEBP", 8),
+)
+"""(format, signature, offset) of the image formats a decoder might meet."""
+SUFFIX_FORMAT = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".gif": "GIF", ".bmp": "BMP",
+                 ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
+"""The format each image extension promises."""
+
+
+def sniff_format(path: str | os.PathLike[str]) -> str | None:
+    """The image format that ``path``'s first bytes show (``"JPEG"``, ``"PNG"``, ...), or None if unknown.
+
+    Opened non-blocking and read only if it is a regular file (a FIFO named ``.jpg`` must not hang).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        head = os.read(fd, 16)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    for name, signature, offset in MAGIC:
+        if head[offset : offset + len(signature)] == signature:
+            return name
+    return None
+
+
+def format_mismatches(items: Iterable[tuple[str, str]]) -> list[tuple[str, str, str]]:
+    """(image id, extension, format found) for each (id, path) whose content is not what its extension says.
+
+    Such a file (a PNG renamed ``.jpg``) still decodes -- decoders read the content -- so it is *reported*
+    with a notice, not refused; the BM release holds JPEG files only, so it means the file was replaced.
+    """
+    out = []
+    for image_id, path in items:
+        suffix = os.path.splitext(path)[1].lower()
+        promised = SUFFIX_FORMAT.get(suffix)
+        if promised is None:
+            continue
+        found = sniff_format(path)
+        if found is not None and found != promised:
+            out.append((image_id, suffix, found))
+    return out
 
 
 @dataclass(frozen=True)
@@ -65,6 +117,8 @@ class VerifyReport:
     """Decoded but not 250 x 250 x 3: a warning, not a failure."""
     warnings: tuple[str, ...] = ()
     """Other remarks that do not fail the check (e.g. an unreadable ``abbreviations.csv``)."""
+    format_mismatch: tuple[tuple[str, str, str], ...] = ()
+    """(image id, extension, format by magic bytes) where they disagree: a notice, not a failure."""
 
     @property
     def missing(self) -> tuple[str, ...]:
@@ -157,8 +211,10 @@ def verify_data(
     opencv_fallback: list[str] = []
     undecodable: list[tuple[str, str]] = []
     wrong_shape: list[tuple[str, tuple[int, ...]]] = []
+    mismatched: list[tuple[str, str, str]] = []
     if decode:
         items = [(r.image_id, str(r.path)) for r in index.records]
+        mismatched = format_mismatches(items)
         n_workers = max(1, workers if workers is not None else available_cpus())
         if chunk_size is None:
             chunk_size = max(1, min(256, math.ceil(len(items) / (n_workers * 4)) if items else 1))
@@ -186,6 +242,7 @@ def verify_data(
         undecodable=tuple(sorted(undecodable)),
         wrong_shape=tuple(sorted(wrong_shape)),
         warnings=tuple(warnings),
+        format_mismatch=tuple(sorted(mismatched)),
     )
 
 
@@ -255,6 +312,12 @@ def render_verify_report(report: VerifyReport, console: Console) -> None:
         [f"{i}: {_shape_text(s)}" for i, s in report.wrong_shape],
         "yellow",
     )
+    _print_list(
+        console,
+        "Notice: the content is not the format the extension says (decoded by its content; accepted)",
+        [f"{i}: {suffix} file holds {found}" for i, suffix, found in report.format_mismatch],
+        "yellow",
+    )
     _print_list(console, "Ignored files, not images of the data set", [str(p) for p in report.ignored], "dim")
     for warning in report.warnings:
         console.print(f"[yellow]Warning:[/] {escape(warning)}")
@@ -267,6 +330,9 @@ def render_verify_report(report: VerifyReport, console: Console) -> None:
             extra.append(f"{_plural(len(report.opencv_fallback), 'file')} decoded with OpenCV after Pillow failed")
         if report.wrong_shape:
             extra.append(f"{_plural(len(report.wrong_shape), 'file')} not {_shape_text(EXPECTED_SHAPE)}")
+        if report.format_mismatch:
+            extra.append(f"{_plural(len(report.format_mismatch), 'file')} whose content is not the format "
+                         "of its extension")
         tail = f"; note: {', '.join(extra)}" if extra else ""
         console.print(
             f"[bold green]✓ OK:[/] {escape(str(report.root))} matches the {image_list} of "

@@ -35,7 +35,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -43,10 +43,13 @@ import torch.nn.functional as F  # noqa: N812 - the usual name
 
 from bmbench.data.cache import ImageCache
 from bmbench.data.decode import EXPECTED_SHAPE
-from bmbench.errors import BmbenchError
+from bmbench.errors import BmbenchError, RunFailure
 from bmbench.datapaths.plain import Batch, PlainDataPath
 from bmbench.datapaths.sampling import ProcessPlace, ShardSampler, class_balanced_weights, epoch_draws, epoch_seed, per_process_batch
-from bmbench.recipe import Augmentation, Recipe, channel_stats
+from bmbench.recipe_defaults import channel_stats
+
+if TYPE_CHECKING:
+    from bmbench.recipe import Augmentation, Recipe
 
 STORAGE_ENV = "BMBENCH_GPU_STORAGE"
 """``auto`` (default), ``device`` or ``host``: where the fold's images live."""
@@ -290,22 +293,34 @@ def resolve_storage(requested: str, device: torch.device, nbytes: int) -> str:
         return "device"  # host RAM is the device: load once, no per-batch gather
     free, _total = torch.cuda.mem_get_info(device)
     share = max(1, int(os.environ.get(CONCURRENT_ENV, "1") or 1))
-    return "device" if nbytes <= DEVICE_MEMORY_FRACTION * free / share else "host"
+    room = DEVICE_MEMORY_FRACTION * free / share
+    if nbytes <= room:
+        return "device"
+    per = f" shared by {share} concurrent folds" if share > 1 else ""
+    _note(f"the fold's images ({nbytes / 2**30:.1f} GiB) exceed {DEVICE_MEMORY_FRACTION:.0%} of the free device "
+          f"memory{per} ({room / 2**30:.1f} GiB): batches are gathered from pinned host memory instead (slower; "
+          f"fold.json records storage = host; {STORAGE_ENV}=device forces the device)")
+    return "host"
 
 
-def _gather(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Rows of the memory-mapped cache, read in ascending order (sequential reads), returned in order."""
+def _gather(images: np.ndarray, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Rows of the memory-mapped cache, read in ascending order (sequential reads), returned in order
+    (into ``out`` when given: e.g. the numpy view of a pinned buffer, so nothing is copied twice)."""
     order = np.argsort(rows, kind="stable")
-    out = np.empty((len(rows), *images.shape[1:]), dtype=images.dtype)
+    if out is None:
+        out = np.empty((len(rows), *images.shape[1:]), dtype=images.dtype)
     out[order] = images[rows[order]]
     return out
 
 
-def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    tensor = torch.from_numpy(array)
-    if device.type == "cuda":
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor
+def _host_rows(images: np.ndarray, rows: np.ndarray, pin: bool) -> torch.Tensor:
+    """Rows gathered straight into a (pinned, on CUDA) host tensor: one copy, and a non-blocking upload.
+
+    Pinned blocks come from PyTorch's caching host allocator, which does not hand a block out again before
+    the asynchronous copy that reads it has finished."""
+    buffer = torch.empty((len(rows), *images.shape[1:]), dtype=torch.uint8, pin_memory=pin)
+    _gather(images, rows, buffer.numpy())
+    return buffer
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -333,7 +348,7 @@ class GpuDataPath:
         self.channels_last = channels_last
         self.rows = np.arange(len(cache), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
         if self.rows.size and (self.rows.min() < 0 or self.rows.max() >= len(cache)):
-            raise BmbenchError("GpuDataPath: a row index lies outside the image cache")
+            raise RunFailure("GpuDataPath: a row index lies outside the image cache")
         self.labels = np.asarray(cache.labels, dtype=np.int64)[self.rows]
         self.batch_size = per_process_batch(recipe.batch_size, dist.world_size if dist else 1)
         self.height, self.width = EXPECTED_SHAPE[0], EXPECTED_SHAPE[1]
@@ -396,9 +411,10 @@ class GpuDataPath:
         images: Any = self.cache.images
         if mode == "device":
             images = torch.empty((len(rows), *EXPECTED_SHAPE), dtype=torch.uint8, device=self.device)
+            pin = self.device.type == "cuda"
             for start in range(0, len(rows), _LOAD_CHUNK):
-                chunk = _gather(self.cache.images, rows[start:start + _LOAD_CHUNK])
-                images[start:start + len(chunk)].copy_(_to_device(chunk, self.device), non_blocking=True)
+                chunk = _host_rows(self.cache.images, rows[start:start + _LOAD_CHUNK], pin)
+                images[start:start + len(chunk)].copy_(chunk, non_blocking=True)
         store = _Store(key=key, mode=mode, images=images, rows=rows)
         _TRAIN_STORE.append(store)
         self.storage = mode
@@ -412,10 +428,13 @@ class GpuDataPath:
         self._eval = None  # one evaluation set at a time: validation during training, then the test part
         size = self.recipe.eval_size
         mode = self.storage or resolve_storage(self.requested_storage, self.device, len(rows) * 3 * size * size)
+        pin = self.device.type == "cuda"
+        # host mode on CUDA: the resized set lives in pinned memory, so each batch uploads without a copy
         out = torch.empty((len(rows), 3, size, size), dtype=torch.uint8,
-                          device=self.device if mode == "device" else "cpu")
+                          device=self.device if mode == "device" else "cpu", pin_memory=pin and mode != "device")
         for start in range(0, len(rows), _LOAD_CHUNK):
-            chunk = _to_device(_gather(self.cache.images, rows[start:start + _LOAD_CHUNK]), self.device)
+            chunk = _host_rows(self.cache.images, rows[start:start + _LOAD_CHUNK], pin)
+            chunk = chunk.to(self.device, non_blocking=True) if pin else chunk
             resized = resize_uint8(chunk.permute(0, 3, 1, 2), size)
             out[start:start + len(resized)].copy_(resized, non_blocking=mode == "device")
         self._eval = _Store(key=key, mode=mode, images=out, rows=rows)
@@ -449,8 +468,7 @@ class TrainEpoch:
                 for start in range(0, len(rows), bsz):
                     if stop.is_set():
                         return
-                    batch = torch.from_numpy(_gather(self.store.images, rows[start:start + bsz]))
-                    slots.put(batch.pin_memory() if pin else batch)
+                    slots.put(_host_rows(self.store.images, rows[start:start + bsz], pin))
                 slots.put(None)
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
                 slots.put(exc)
@@ -507,8 +525,8 @@ class EvalBatches:
         images = self.store.images
         for start in range(0, len(labels), self.batch):
             chunk = images[start:start + self.batch]
-            if chunk.device != device:
-                chunk = chunk.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else chunk
+            if chunk.device != device:  # host storage: a slice of the pinned evaluation set, uploaded as is
+                chunk = chunk.to(device, non_blocking=True)
             yield self.path._normalise(chunk), labels[start:start + self.batch]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -21,8 +21,10 @@ from torch.utils.data import DataLoader, Dataset
 from bmbench.data.decode import decode_image
 from bmbench.datapaths.sampling import ProcessPlace, ShardSampler, class_balanced_weights, epoch_draws, epoch_seed, per_process_batch
 from bmbench.parallel import available_cpus
-from bmbench.recipe import Recipe
 from bmbench.datapaths.transforms import eval_transform, train_transform
+
+if TYPE_CHECKING:
+    from bmbench.recipe import Recipe
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 

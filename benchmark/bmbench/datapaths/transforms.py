@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torchvision.transforms import v2
 
-from bmbench.recipe import Recipe, channel_stats
+from bmbench.recipe_defaults import channel_stats
+
+if TYPE_CHECKING:
+    from bmbench.recipe import Recipe
 
 
 def train_transform(recipe: Recipe) -> v2.Compose:

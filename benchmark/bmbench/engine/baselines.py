@@ -431,6 +431,9 @@ def _features_logreg(
 
 def _fit_logreg(x: F64, y: npt.NDArray[np.int64], c: float, seed: int) -> tuple[Any, bool]:
     """A class-balanced multinomial (L2, L-BFGS) logistic regression; also whether it converged."""
+    from bmbench.extras import require
+
+    require("sklearn", "train", "the features + logistic regression baseline")
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits  # a scikit-learn dependency

@@ -15,18 +15,25 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
 from bmbench import atomic
-from bmbench.errors import BmbenchError
+from bmbench.errors import BmbenchError, RunFailure
 from bmbench.engine.checkpoint import load_checkpoint, save_checkpoint
-from bmbench.datapaths.plain import Batch, DataPath
 from bmbench.engine.distributed import DistContext
-from bmbench.recipe import Recipe
+from bmbench.engine.fastpath import (LoopSettings, compile_fallback, compile_model, make_optimizer, micro_batches,
+                                     prepare_device, settings_for)
+
+if TYPE_CHECKING:
+    from bmbench.datapaths.plain import DataPath
+    from bmbench.recipe import Recipe
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+__all__ = ["LoopSettings", "evaluate", "make_optimizer", "settings_for", "train_fold"]
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -82,39 +89,8 @@ class FoldOutcome:
     epochs_run: int
     seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class LoopSettings:
-    """What the run decided for this fold: device, precision, limits, learning rate, seed."""
-
-    device: torch.device
-    epochs: int
-    lr: float
-    seed: int
-    max_steps: int | None = None
-    bf16: bool = False
-    channels_last: bool = False
-    compile: bool = False
-    cuda_graphs: bool = False
-
-
-def settings_for(recipe: Recipe, device: torch.device, *, epochs: int, lr: float, seed: int,
-                 max_steps: int | None) -> LoopSettings:
-    """Resolve the recipe's GPU switches for ``device``: on the CPU they fall back to fp32, NCHW, eager."""
-    cuda = device.type == "cuda"
-    bf16 = cuda and recipe.precision in ("auto", "bf16")
-    return LoopSettings(device=device, epochs=epochs, lr=lr, seed=seed, max_steps=max_steps, bf16=bf16,
-                        channels_last=cuda and recipe.channels_last,
-                        compile=cuda and (recipe.compile or recipe.cuda_graphs),
-                        cuda_graphs=cuda and recipe.cuda_graphs)
-
-
-def make_optimizer(model: nn.Module, recipe: Recipe, lr: float, device: torch.device) -> torch.optim.Optimizer:
-    """SGD with the recipe's momentum and weight decay (fused kernels on CUDA)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    fused = {"fused": True} if device.type == "cuda" else {}
-    return torch.optim.SGD(params, lr=lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay, **fused)
+    compile_fallback: str | None = None
+    """Why torch.compile fell back to eager in this fold (None: compiled as asked, or compile off)."""
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
@@ -137,12 +113,26 @@ def _to_device(batch: Batch, settings: LoopSettings) -> Batch:
             labels.to(settings.device, non_blocking=True))
 
 
-def evaluate(model: nn.Module, batches: Iterable[Batch], settings: LoopSettings,
-             dist: DistContext | None = None) -> tuple[float, float, np.ndarray]:
+def _padded(batches: Iterable[Batch], size: int) -> Iterable[tuple[torch.Tensor, torch.Tensor, int]]:
+    """Batches of exactly ``size`` rows (the last one padded by repeating its first image), with the count of
+    real rows: the compiled evaluation model sees one static shape."""
+    for images, labels in batches:
+        n = int(labels.shape[0])
+        if n < size:
+            pad = size - n
+            images = torch.cat([images, images[:1].expand(pad, *images.shape[1:])])
+            labels = torch.cat([labels, labels[:1].expand(pad)])
+        yield images, labels, n
+
+
+def evaluate(model: Any, batches: Iterable[Batch], settings: LoopSettings,
+             dist: DistContext | None = None, *, pad_to: int | None = None) -> tuple[float, float, np.ndarray]:
     """Mean cross-entropy, accuracy and the softmax probabilities (float64) over ``batches``.
 
-    Under torchrun each process passes its shard; the sums are reduced, so every process gets the
-    global loss and accuracy (the probabilities stay local).
+    Everything accumulates on the device and is copied to the host once, at the end (no synchronisation per
+    batch). ``pad_to`` (static shapes): the last batch is padded to that size and the padded rows dropped.
+    Under torchrun each process passes its shard; the sums are reduced, so every process gets the global
+    loss and accuracy (the probabilities stay local).
     """
     model.eval()
     criterion = nn.CrossEntropyLoss(reduction="sum")
@@ -150,30 +140,36 @@ def evaluate(model: nn.Module, batches: Iterable[Batch], settings: LoopSettings,
     correct = torch.zeros((), device=settings.device, dtype=torch.int64)
     probs: list[torch.Tensor] = []
     total = 0
+    stream = _padded(batches, pad_to) if pad_to else ((i, y, int(y.shape[0])) for i, y in batches)
     with torch.inference_mode():
-        for batch in batches:
-            images, labels = _to_device(batch, settings)
+        for images_in, labels_in, n in stream:
+            images, labels = _to_device((images_in, labels_in), settings)
             with _autocast(settings):
                 logits = model(images)
-            logits = logits.float()
+            logits, labels = logits[:n].float(), labels[:n]
             loss += criterion(logits, labels).double()
             correct += (logits.argmax(dim=1) == labels).sum()
-            probs.append(torch.softmax(logits.double(), dim=1).cpu())
-            total += labels.numel()
+            probs.append(torch.softmax(logits.double(), dim=1))
+            total += n
     count = torch.tensor(total, device=settings.device, dtype=torch.int64)
     if dist is not None:
         dist.sum(loss), dist.sum(correct), dist.sum(count)
     if int(count) == 0:
         raise BmbenchError("an evaluation set is empty")
-    local = torch.cat(probs).numpy() if probs else np.zeros((0, 0))
+    local = torch.cat(probs).cpu().numpy() if probs else np.zeros((0, 0))
     return float(loss) / int(count), int(correct) / int(count), local
 
 
 def _train_epoch(model: nn.Module, batches: Iterable[Batch], optimizer: torch.optim.Optimizer, recipe: Recipe,
                  settings: LoopSettings, progress: LoopProgress,
                  dist: DistContext | None = None) -> tuple[float, float, int]:
-    """One epoch of SGD; metrics accumulate on the device (no host sync per step)."""
+    """One epoch of SGD; metrics accumulate on the device (no host sync per step).
+
+    Gradient accumulation splits each batch into micro-batches (:func:`micro_batches`: never one of a single
+    image); the loss of each is weighted by its share of the batch, so the step equals the full batch's.
+    """
     model.train()
+    full = 0
     criterion = nn.CrossEntropyLoss()
     loss_sum = torch.zeros((), device=settings.device, dtype=torch.float64)
     correct = torch.zeros((), device=settings.device, dtype=torch.int64)
@@ -181,10 +177,13 @@ def _train_epoch(model: nn.Module, batches: Iterable[Batch], optimizer: torch.op
     for step, batch in enumerate(batches):
         if settings.max_steps is not None and step >= settings.max_steps:
             break
+        if settings.static_shapes and step > 0 and int(batch[1].shape[0]) < full:
+            break  # the ragged last batch: dropped, so the compiled step keeps one shape (fastpath docstring)
+        full = max(full, int(batch[1].shape[0]))
         images, labels = _to_device(batch, settings)
         optimizer.zero_grad(set_to_none=True)
-        for chunk_images, chunk_labels in zip(images.chunk(recipe.grad_accumulation),
-                                              labels.chunk(recipe.grad_accumulation), strict=True):
+        sizes = micro_batches(int(labels.shape[0]), recipe.grad_accumulation)
+        for chunk_images, chunk_labels in zip(images.split(sizes), labels.split(sizes), strict=True):
             with _autocast(settings):
                 logits = model(chunk_images)
                 loss = criterion(logits.float(), chunk_labels)
@@ -200,6 +199,11 @@ def _train_epoch(model: nn.Module, batches: Iterable[Batch], optimizer: torch.op
     if int(count) == 0:
         raise BmbenchError("the training part of this fold is empty")
     return float(loss_sum) / int(count), int(correct) / int(count), int(count)
+
+
+def eval_batch_size(recipe: Any) -> int:
+    """The evaluation batch of both data paths (``max(batch_size, 64)``): the padded static shape."""
+    return max(int(recipe.batch_size), 64)
 
 
 def _write_history(fold_dir: Path, history: list[dict[str, Any]]) -> None:
@@ -220,6 +224,7 @@ def train_fold(model: nn.Module, datapath: DataPath, recipe: Recipe, settings: L
     fold_dir.mkdir(parents=True, exist_ok=True)
     if dist is not None and settings.device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    prepare_device(settings)
     model.to(settings.device)
     if settings.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -242,9 +247,9 @@ def train_fold(model: nn.Module, datapath: DataPath, recipe: Recipe, settings: L
         train_model = DistributedDataParallel(
             model, device_ids=[settings.device.index] if settings.device.type == "cuda" else None)
     # CUDA graphs (recipe.cuda_graphs): torch.compile's cudagraph trees, single-process runs only.
-    mode = "reduce-overhead" if settings.cuda_graphs and dist is None else None
-    step_model = torch.compile(train_model, mode=mode) if settings.compile else train_model
-    eval_model = torch.compile(model, mode=mode) if settings.compile else model
+    step_model = compile_model(train_model, settings, "training", distributed=dist is not None)
+    eval_model = compile_model(model, settings, "evaluation", distributed=dist is not None)
+    pad_to = eval_batch_size(recipe) if settings.static_shapes else None
 
     def shard(positions: np.ndarray) -> np.ndarray:
         return positions if dist is None else positions[dist.rank::dist.world_size]
@@ -257,9 +262,10 @@ def train_fold(model: nn.Module, datapath: DataPath, recipe: Recipe, settings: L
             train_loss, train_acc, seen = _train_epoch(
                 step_model, datapath.train_batches(train, epoch), optimizer, recipe, settings, progress, dist)
             train_seconds = time.perf_counter() - started
-            val_loss, val_acc, _ = evaluate(eval_model, datapath.eval_batches(shard(val)), settings, dist)
+            val_loss, val_acc, _ = evaluate(eval_model, datapath.eval_batches(shard(val)), settings, dist,
+                                            pad_to=pad_to)
         except torch.cuda.OutOfMemoryError:
-            raise BmbenchError(
+            raise RunFailure(
                 f"out of GPU memory at batch size {recipe.batch_size}: set a smaller recipe.batch_size, or keep "
                 "the paper's batch and set recipe.grad_accumulation = 2 (or more) in submission.toml"
             ) from None
@@ -292,9 +298,10 @@ def train_fold(model: nn.Module, datapath: DataPath, recipe: Recipe, settings: L
     if main:
         model.load_state_dict(load_checkpoint(fold_dir / BEST)["model"])
         started = time.perf_counter()
-        _, _, probs = evaluate(eval_model, datapath.eval_batches(test), settings)
+        _, _, probs = evaluate(eval_model, datapath.eval_batches(test), settings, pad_to=pad_to)
         elapsed += time.perf_counter() - started
     if dist is not None:
         dist.barrier()
     return FoldOutcome(fold=fold, test_positions=test, test_probs=probs, best_epoch=best_epoch,
-                       best_val_accuracy=best_acc, epochs_run=len(history), seconds=elapsed, history=history)
+                       best_val_accuracy=best_acc, epochs_run=len(history), seconds=elapsed, history=history,
+                       compile_fallback=compile_fallback(step_model, eval_model))

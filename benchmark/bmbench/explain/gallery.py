@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 from bmbench import atomic
 from bmbench.classes import CLASS_CODES, CLASS_INDEX, NUM_CLASSES, cell_classes
 from bmbench.errors import BmbenchError
+from bmbench.records.run import RunRecord, check_submission, read_run
 
 CORRECT_PER_ROW = 6
 WRONG_PER_ROW = 4
@@ -91,30 +91,14 @@ class ExplainResult:
     meta: dict[str, Any] = field(repr=False)
 
 
-def _read_run(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "run.json"
-    if not path.is_file():
-        raise BmbenchError(f"{run_dir} is not a finished run: {path.name} is missing (expected the folder "
-                           "runs/<submission>/<dataset> that `bmbench run` wrote)")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise BmbenchError(f"{path}: not valid JSON ({err})") from None
-
-
-def _submission_for(run: dict[str, Any], override: str | None) -> Any:
+def _submission_for(run: RunRecord, run_dir: Path, override: str | None) -> Any:
     """The run's submission, refused if its files differ from what the run recorded (digest)."""
     from bmbench.submissions.registry import resolve_submission
 
-    recorded = run["submission"]
-    ref = override or (recorded["folder"] if Path(recorded["folder"]).is_dir() else recorded["name"])
+    recorded = run.submission
+    ref = override or (recorded.folder if Path(recorded.folder).is_dir() else recorded.name)
     loaded = resolve_submission(ref)
-    if loaded.digest != recorded["digest"]:
-        raise BmbenchError(
-            f"the submission at {loaded.folder} has digest {loaded.digest[:12]}…, but the run was made with "
-            f"{recorded['digest'][:12]}… (submission.toml or model.py changed since). Its checkpoints may not fit "
-            "or mean something else; point --submission at the exact submission folder the run used."
-        )
+    check_submission(run, loaded.folder, where=run_dir / "run.json")  # its checkpoints must fit the code
     if loaded.submission.kind == "baseline":
         raise BmbenchError(f"{loaded.submission.name} is a baseline; Grad-CAM needs a neural network")
     return loaded
@@ -144,19 +128,19 @@ def pick_examples(split: Any, preds: Any, code: str, n: int, fold: int | None = 
     return correct[:n_correct] + wrong[:n_wrong], len(correct), len(wrong)
 
 
-def _data_index(run: dict[str, Any], option: str | None) -> Any:
+def _data_index(run: RunRecord, option: str | None) -> Any:
     import os
 
     from bmbench.data.layout import scan_data
     from bmbench.data.source import DATA_ENV, SYNTHETIC, resolve_data
 
-    data = run.get("data", {})
+    data = run.data
     if option is None and not os.environ.get(DATA_ENV):
-        root = Path(str(data.get("root", "")))
-        option = str(root) if root.is_dir() else (SYNTHETIC if data.get("synthetic") else None)
+        root = Path(data.root)
+        option = str(root) if root.is_dir() else (SYNTHETIC if data.synthetic else None)
     index = scan_data(resolve_data(option))
-    if index.dataset.id != data.get("dataset"):
-        raise BmbenchError(f"the run was made on data set {data.get('dataset')!r} but {index.root} holds "
+    if index.dataset.id != data.dataset:
+        raise BmbenchError(f"the run was made on data set {data.dataset!r} but {index.root} holds "
                            f"{index.dataset.id!r}; pass --data with the run's data")
     return index
 
@@ -168,7 +152,7 @@ def _load_fold_model(loaded: Any, run_dir: Path, fold: int, device: Any) -> Any:
     path = run_dir / f"fold{fold}" / "best.pt"
     if not path.is_file():
         raise BmbenchError(f"{path} is missing: fold {fold}'s best checkpoint is needed to explain its test images")
-    model = build_backbone(loaded, NUM_CLASSES)
+    model = build_backbone(loaded.submission.backbone, NUM_CLASSES, loaded.folder)
     state = load_checkpoint(path)
     try:
         model.load_state_dict(state["model"])
@@ -196,12 +180,12 @@ def explain_run(run_dir: Path, options: ExplainOptions) -> ExplainResult:
         raise BmbenchError(f"--class must be one of {', '.join(CLASS_CODES)}, not {options.code!r}")
     if options.n < 1:
         raise BmbenchError("--n must be at least 1")
-    run = _read_run(run_dir)
-    loaded = _submission_for(run, options.submission)
-    split = load_split(run["split"]["name"])
-    if split.sha256 != run["split"]["sha256"]:
+    run = read_run(run_dir)
+    loaded = _submission_for(run, run_dir, options.submission)
+    split = load_split(run.split.name)
+    if split.sha256 != run.split.sha256:
         raise BmbenchError(f"split {split.name} has SHA-256 {split.sha256}, the run recorded "
-                           f"{run['split']['sha256']}: the run was made on another version of the split")
+                           f"{run.split.sha256}: the run was made on another version of the split")
     preds = read_predictions(run_dir / "predictions.csv", split)
     if options.fold is not None and options.fold not in preds.folds_scored:
         raise BmbenchError(f"fold {options.fold} is not in this run (it has folds "
@@ -236,12 +220,13 @@ def explain_run(run_dir: Path, options: ExplainOptions) -> ExplainResult:
     explained.sort(key=lambda x: order[x.example.image_id])
 
     out_dir = options.out or run_dir / "explain" / (code if options.fold is None else f"{code}-fold{options.fold}")
-    synthetic = bool(run.get("data", {}).get("synthetic"))
-    smoke = bool(run.get("smoke"))
+    synthetic = run.data.synthetic
+    smoke = run.smoke is not None
     meta = {
-        "run_dir": str(run_dir), "submission": run["submission"], "split": run["split"],
+        "run_dir": str(run_dir), "submission": run.submission.model_dump(mode="json"),
+        "split": run.split.model_dump(mode="json"),
         "data": {"dataset": index.dataset.id, "synthetic": synthetic, "root": str(index.root)},
-        "smoke": run.get("smoke"), "class": code, "class_name": cell_classes()[CLASS_INDEX[code]].name,
+        "smoke": run.smoke.model_dump(mode="json") if run.smoke else None, "class": code, "class_name": cell_classes()[CLASS_INDEX[code]].name,
         "fold": options.fold, "n_requested": options.n, "available": {"correct": n_correct, "misclassified": n_wrong},
         "selection": SELECTION_RULE, "method": "Grad-CAM (pytorch_grad_cam.GradCAM, float32)",
         "target_layer": target_name, "target_rule": target_rule, "input_size": int(loaded.submission.recipe.eval_size),

@@ -15,27 +15,35 @@ figures where it gives them, else as it printed them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bmbench.classes import CLASS_CODES
+from bmbench.classes import CLASS_CODES, NUM_CLASSES
 from bmbench.datasets import DATASETS
 from bmbench.leaderboard import stats
 from bmbench.leaderboard.published import derived_metrics
-from bmbench.leaderboard.schema import FOLD_METRICS, PAPER_METRICS, ConfusionResults, Entry, MeanStd, PublishedResults
+from bmbench.leaderboard.schema import ConfusionResults, Entry, MeanStd, PublishedResults
+from bmbench.metric_registry import BY_NAME, FOLD_METRICS, PAPER_METRICS, PROBABILITY_METRICS
 from bmbench.scoring.score import score_confusions
 
 BOARD_KINDS: tuple[str, ...] = ("main", "demo")
 HOME_SPLITS = {"main": "bm-cv5-v1", "demo": "synthetic-cv5-v1"}
 """The published split whose section every board shows, even before its first entry."""
+OTHER_METRICS: tuple[str, ...] = FOLD_METRICS + PROBABILITY_METRICS
+"""Metrics with one value per fold (mean ± std over folds), shown after the paper-convention ones."""
+IN_DOMAIN_DATA: tuple[str, ...] = ("patchcamelyon", "comparison detector", "dinobloom", "hematology", "haematology",
+                                   "blood", "bone marrow", "cytology", "pathology")
+"""Words that mark a pre-training data set as in-domain (medical cell or tissue images) for the filter."""
 
 
 def repo_root() -> Path:
-    """The bmbench checkout (as for the split files)."""
-    return Path(__file__).resolve().parents[3]
+    """The working root (kept for callers of the old name; :mod:`bmbench.paths` owns locations)."""
+    from bmbench import paths
+
+    return paths.root()
 
 
 @dataclass(frozen=True)
@@ -87,7 +95,9 @@ def get_board(kind: str = "main", root: Path | None = None) -> Board:
         from bmbench.errors import BmbenchError
 
         raise BmbenchError(f"unknown board {kind!r}; use one of {', '.join(BOARD_KINDS)}")
-    default = repo_root() / ("leaderboard" if kind == "main" else "runs/demo/board")
+    from bmbench import paths
+
+    default = paths.leaderboard_dir() if kind == "main" else paths.demo_board_dir()
     return Board(kind=kind, root=Path(root) if root is not None else default)
 
 
@@ -97,21 +107,43 @@ def is_synthetic(dataset: str) -> bool:
     return bool(spec and spec.synthetic)
 
 
+def external_data_kind(pretraining_data: Sequence[str]) -> str:
+    """``none``, ``ImageNet``, ``in-domain`` (any medical cell or tissue images) or ``other``: the page filter."""
+    if not pretraining_data:
+        return "none"
+    lowered = [d.lower() for d in pretraining_data]
+    if any(word in d for d in lowered for word in IN_DOMAIN_DATA):
+        return "in-domain"
+    if all(d.startswith("imagenet") for d in lowered):
+        return "ImageNet"
+    return "other"
+
+
+def may_have_seen_test_images(entry: Entry) -> bool:
+    """DinoBloom pre-trained on this data set, so its pre-training may have seen the test images."""
+    text = " ".join([entry.name, entry.backbone, entry.encoder.id if entry.encoder else "", *entry.pretraining_data])
+    return "dinobloom" in text.lower()
+
+
 @dataclass(frozen=True)
 class Row:
-    """One entry as the board shows it: figures, per-class means, statistics and its rank in the section."""
+    """One entry as the board shows it: figures, per-class means, statistics and its place in the section."""
 
     entry: Entry
-    precision: MeanStd
-    recall: MeanStd
-    f1: MeanStd
+    precision: MeanStd | None
+    recall: MeanStd | None
+    f1: MeanStd | None
     fold_metrics: dict[str, MeanStd | None]
     per_fold_macro_f1: dict[int, float] | None
     per_class: dict[str, dict[str, float]] | None
     mean_confusion: np.ndarray | None
     derived: bool
     ci: tuple[float, float] | None
+    draws: np.ndarray | None = field(default=None, repr=False, compare=False)
+    candidate: stats.Candidate | None = field(default=None, repr=False, compare=False)
     rank: int = 0
+    tier: int | None = None
+    rank_ci: tuple[int, int] | None = None
     comparison: stats.Comparison | None = None
 
     @property
@@ -119,27 +151,56 @@ class Row:
         """The entry's name."""
         return self.entry.name
 
+    @property
+    def ranked(self) -> bool:
+        """Whether the row takes a rank: not superseded, and an F1 to rank by."""
+        return self.entry.status != "superseded" and self.f1 is not None
 
-def _ms(value: dict[str, Any]) -> MeanStd:
-    return MeanStd(mean=value["mean"], std=value["std"])
+
+def _ms(value: dict[str, Any] | None) -> MeanStd | None:
+    return None if value is None else MeanStd(mean=value["mean"], std=value["std"])
 
 
-def compute_row(entry: Entry) -> Row:
-    """Everything the board shows about one entry, computed from what the entry carries."""
+def _test_train_ratio(entry: Entry, confusions: dict[int, np.ndarray]) -> dict[int, float]:
+    """Per fold: test images / images outside the test part (train + val), for the corrected t-test."""
+    spec = DATASETS.get(entry.split.dataset)
+    if spec is None:
+        return {}
+    total = int(spec.total)
+    out = {}
+    for fold, cm in confusions.items():
+        n_test = int(cm.sum())
+        if 0 < n_test < total:
+            out[fold] = n_test / (total - n_test)
+    return out
+
+
+def compute_row(entry: Entry, paired: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Row:
+    """Everything the board shows about one entry, computed from what the entry carries.
+
+    Confusion-matrix metrics are recomputed by the official scorer; probability metrics are the entry's
+    stated ones, which ``leaderboard check`` recomputes from the stored predictions file.
+    """
     if isinstance(entry.results, ConfusionResults):
         confusions = {f.fold: np.asarray(f.confusion, dtype=np.int64) for f in entry.results.folds}
         score = score_confusions(confusions)
         summary = score["summary"]
         per_class = {code: {m: score["per_class"][code][m]["mean"] for m in PAPER_METRICS} for code in CLASS_CODES}
+        per_fold = {p["fold"]: p["macro_f1"] for p in score["per_fold"]}
+        ordered = [confusions[f] for f in sorted(confusions)]
+        draws = stats.bootstrap_f1_draws(ordered)
         return Row(
             entry=entry,
             **{m: _ms(summary[m]) for m in PAPER_METRICS},
-            fold_metrics={m: _ms(summary[m]) for m in FOLD_METRICS},
-            per_fold_macro_f1={p["fold"]: p["macro_f1"] for p in score["per_fold"]},
+            fold_metrics={**{m: _ms(summary[m]) for m in FOLD_METRICS},
+                          **{m: getattr(entry.metrics, m) for m in PROBABILITY_METRICS}},
+            per_fold_macro_f1=per_fold,
             per_class=per_class,
-            mean_confusion=np.mean([confusions[f] for f in sorted(confusions)], axis=0),
+            mean_confusion=np.mean(ordered, axis=0),
             derived=True,
-            ci=stats.bootstrap_f1_interval([confusions[f] for f in sorted(confusions)]),
+            ci=stats.percentile_interval(draws),
+            draws=draws,
+            candidate=stats.Candidate(entry.name, per_fold, _test_train_ratio(entry, confusions), paired),
         )
     if not isinstance(entry.results, PublishedResults):
         raise TypeError(f"unknown results kind {type(entry.results).__name__}")
@@ -152,12 +213,13 @@ def compute_row(entry: Entry) -> Row:
     return Row(
         entry=entry,
         **figures,
-        fold_metrics=dict.fromkeys(FOLD_METRICS),
+        fold_metrics={m: getattr(entry.metrics, m) for m in OTHER_METRICS},
         per_fold_macro_f1=None,
         per_class=per_class,
         mean_confusion=None,
         derived=derived is not None,
         ci=None,
+        candidate=stats.Candidate(entry.name, None),
     )
 
 
@@ -192,25 +254,66 @@ class Section:
 
 
 def rank_rows(rows: Sequence[Row]) -> tuple[Row, ...]:
-    """Order by F1 (then name), competition ranks on F1, and the comparison with the leader.
+    """Order by F1 (then name); competition ranks, tiers, rank intervals and the comparison with the leader.
 
-    Superseded entries are listed last, unranked (rank 0, shown as a dash) and never the leader.
+    Superseded entries, and published rows without an F1, are listed last, unranked (rank 0, shown as a
+    dash) and never the leader.
     """
-    ordered = sorted(rows, key=lambda r: (r.entry.status == "superseded", -r.f1.mean, r.name))
-    active = [r for r in ordered if r.entry.status != "superseded"]
-    comparisons = stats.compare_with_leader([(r.name, r.per_fold_macro_f1) for r in active])
+    ordered = sorted(rows, key=lambda r: (not r.ranked, r.entry.status == "superseded",
+                                          -(r.f1.mean if r.f1 is not None else 0.0), r.name))
+    active = [r for r in ordered if r.ranked]
+    candidates = [r.candidate or stats.Candidate(r.name, None) for r in active]
+    comparisons = stats.compare_with_leader(candidates, NUM_CLASSES)
+    tiers = stats.assign_tiers(candidates, NUM_CLASSES)
+    intervals = stats.rank_intervals({r.name: r.draws for r in active if r.draws is not None})
     out = []
     for row in ordered:
-        if row.entry.status == "superseded":
+        if not row.ranked:
             out.append(replace(row, rank=0, comparison=None))
             continue
-        rank = 1 + sum(1 for other in active if other.f1.mean > row.f1.mean)
-        out.append(replace(row, rank=rank, comparison=comparisons.get(row.name)))
+        f1 = row.f1.mean if row.f1 is not None else 0.0
+        rank = 1 + sum(1 for other in active if other.f1 is not None and other.f1.mean > f1)
+        out.append(replace(row, rank=rank, comparison=comparisons.get(row.name), tier=tiers.get(row.name),
+                           rank_ci=intervals.get(row.name)))
     return tuple(out)
 
 
-def build_sections(board: Board, entries: Sequence[Entry], home_sha256: str | None) -> list[Section]:
-    """Group entries by (data set, split name, split SHA-256), rank each group; the home split comes first."""
+def _paired_predictions(board: Board, entries: Sequence[Entry], splits_dir: Path | None
+                        ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(positions, true, predicted) of every entry with a stored predictions file, for image-level pairing."""
+    from bmbench.leaderboard.entries import predictions_relpath
+    from bmbench.leaderboard.stored import read_stored
+    from bmbench.splits.store import load_split
+
+    out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    split = None
+    for entry in entries:
+        if entry.predictions is None:
+            continue
+        split = split or load_split(entry.split.name, splits_dir)
+        rel = predictions_relpath(entry.name)
+        preds = read_stored(board.root / rel, rel, split).predictions
+        order = np.argsort(preds.positions, kind="stable")
+        positions = preds.positions[order]
+        out[entry.name] = (positions, split.labels[positions].astype(np.int64), preds.pred[order])
+    return out
+
+
+def one_fold_split(name: str) -> bool:
+    """Whether ``name`` is a published split with a single fold (a hold-out)."""
+    from bmbench.splits.store import split_specs
+
+    spec = split_specs().get(name)
+    return spec is not None and spec.folds == 1
+
+
+def build_sections(board: Board, entries: Sequence[Entry], home_sha256: str | None,
+                   splits_dir: Path | None = None) -> list[Section]:
+    """Group entries by (data set, split name, split SHA-256), rank each group; the home split comes first.
+
+    Fine-tuned and frozen-feature entries of one split share its section (they predict the same test
+    images). On a one-fold published split the entries' stored predictions files are paired image by image.
+    """
     groups: dict[tuple[str, str, str | None], list[Entry]] = {}
     home_dataset = "synthetic" if board.is_demo else "bm"
     home_key = (home_dataset, board.home_split, home_sha256)
@@ -226,10 +329,13 @@ def build_sections(board: Board, entries: Sequence[Entry], home_sha256: str | No
     for key in sorted(groups, key=order):
         members = groups[key]
         descriptions = sorted({e.split.description for e in members if e.split.description})
+        paired: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        if key[2] is not None and one_fold_split(key[1]):
+            paired = _paired_predictions(board, [e for e in members if e.has_confusions], splits_dir)
         sections.append(Section(
             dataset=key[0], split_name=key[1], split_sha256=key[2],
             description=descriptions[0] if descriptions else None,
-            rows=rank_rows([compute_row(e) for e in members]),
+            rows=rank_rows([compute_row(e, paired.get(e.name)) for e in members]),
         ))
     return sections
 
@@ -244,25 +350,33 @@ class Column:
     help: str
 
 
+def _metric_column(name: str) -> Column:
+    spec = BY_NAME[name]
+    return Column(name, spec.label, True, spec.help + ("" if spec.higher_is_better else " (lower is better)"))
+
+
 COLUMNS: tuple[Column, ...] = (
     Column("rank", "Rank", True, "position by F1 within the section (ties share a rank)"),
+    Column("tier", "Tier", True, "tier 1: the leader and every entry not significantly worse than it; tier t+1: the "
+           "best remaining entry and every remaining entry not significantly worse than it"),
     Column("name", "Name", False, "entry name (leaderboard/entries/<name>.json)"),
-    Column("backbone", "Backbone", False, "architecture"),
+    Column("protocol", "Protocol", False, "fine-tune (trained end to end) or a frozen-feature protocol: linear probe, "
+           "kNN-1, kNN-20, few-shot-n"),
+    Column("backbone", "Backbone", False, "architecture (the encoder of a frozen-feature entry)"),
     Column("init", "Initialisation", False, "weights the training started from"),
     Column("pretraining", "External data", False, "data sets other than the benchmark's used for pre-training"),
-    Column("precision", "Precision", True,
-           "paper convention: mean over classes of per-class means \u00b1 mean of per-class stds"),
-    Column("recall", "Recall", True, "paper convention, as precision"),
-    Column("f1", "F1", True, "paper convention, as precision; the board is ordered by it"),
+    *(_metric_column(m) for m in PAPER_METRICS),
     Column("f1_ci", "F1 95 % CI", True, "seeded bootstrap interval over test images"),
-    Column("vs_leader", "vs leader", True, "paired t-test over folds against the section's leader (Holm-adjusted p)"),
-    Column("macro_f1", "Macro F1", True, "mean \u00b1 sample std over folds"),
-    Column("balanced_accuracy", "Balanced acc.", True, "mean \u00b1 sample std over folds"),
-    Column("weighted_f1", "Weighted F1", True, "mean \u00b1 sample std over folds"),
-    Column("parameters", "Params", True, "trainable parameters, millions"),
+    Column("rank_ci", "Rank 95 % CI", True, "bootstrap interval of the rank by F1 (same resamples as the F1 CI)"),
+    Column("vs_leader", "vs leader", True, "corrected resampled t-test over folds (paired bootstrap over test images "
+           "on a one-fold split) against the section's leader, Holm-adjusted p"),
+    *(_metric_column(m) for m in OTHER_METRICS),
+    Column("parameters", "Params", True, "trainable parameters (frozen-feature entries: the encoder's)"),
     Column("device_hours", "Device-h", True, "accelerator hours over all folds (CPU-only runs: 0)"),
+    Column("weights", "Weights", False, "the trained checkpoint: download link, SHA-256 and licence"),
     Column("status", "Status", False, "reproduced here, submitted, reported in a paper, superseded"),
 )
+"""The ranked tables' columns, in order; the metric columns come from :mod:`bmbench.metric_registry`."""
 
 
 @dataclass(frozen=True)
@@ -274,11 +388,11 @@ class Cell:
     title: str | None = None
 
 
-def pm(value: MeanStd | None) -> str:
-    """``0.787 \u00b1 0.060`` (three decimals, as the paper prints), ``0.545`` without a std, ``—`` for none."""
+def pm(value: MeanStd | None, decimals: int = 3) -> str:
+    """``0.787 ± 0.060`` (three decimals, as the paper prints), ``0.545`` without a std, ``—`` for none."""
     if value is None:
-        return "\u2014"
-    return f"{value.mean:.3f}" + (f" \u00b1 {value.std:.3f}" if value.std is not None else "")
+        return "—"
+    return f"{value.mean:.{decimals}f}" + (f" ± {value.std:.{decimals}f}" if value.std is not None else "")
 
 
 def count_text(count: int) -> str:
@@ -290,38 +404,61 @@ def count_text(count: int) -> str:
     return str(count)
 
 
+PROTOCOL_LABELS = {"finetune": "fine-tune", "linear": "linear", "knn-1": "kNN-1", "knn-20": "kNN-20"}
+
+
+def protocol_text(protocol: str) -> str:
+    """``fine-tune``, ``linear``, ``kNN-1``, ``kNN-20`` or ``few-shot-n``."""
+    return PROTOCOL_LABELS.get(protocol, protocol.replace("fewshot-", "few-shot-"))
+
+
 def vs_leader_cell(comparison: stats.Comparison | None) -> Cell:
-    """``leader``, ``\u2248 (p = 0.41)``, ``below (p = 0.003)`` or ``—`` with the reason."""
+    """``leader``, ``≈ (p = 0.41)``, ``below (p = 0.003)`` or ``—`` with the reason."""
     if comparison is None:
-        return Cell("\u2014", None)
+        return Cell("—", None)
     if comparison.verdict == "leader":
         return Cell("leader", 2.0, "the highest F1 in this section")
     if comparison.verdict == "n/a" or comparison.test is None or comparison.p_adjusted is None:
-        return Cell("\u2014", None, f"no comparison: {comparison.reason}")
+        return Cell("—", None, f"no comparison: {comparison.reason}")
     p = comparison.p_adjusted
+    test = comparison.test
     shown = f"{p:.2g}" if p >= 0.001 else "< 0.001"
-    title = (f"paired t-test over {comparison.test.n} folds: mean macro-F1 difference "
-             f"{comparison.test.mean_difference:.4f}, t = {comparison.test.t:.3g}, p = {comparison.test.p:.3g}, "
-             f"Holm-adjusted p = {p:.3g}")
+    unit = "folds" if test.t is not None else "test images"
+    statistic = f", t = {test.t:.3g}" if test.t is not None else ""
+    title = (f"{test.method} over {test.n} {unit}: macro-F1 difference {test.mean_difference:.4f}{statistic}, "
+             f"p = {test.p:.3g}, Holm-adjusted p = {p:.3g}")
     if comparison.verdict == "tied":
-        return Cell(f"\u2248 (p = {shown})", 1.0 + p, title + ": not distinguishable from the leader")
+        return Cell(f"≈ (p = {shown})", 1.0 + p, title + ": not distinguishable from the leader")
     return Cell(f"below (p {'= ' + shown if p >= 0.001 else shown})", p, title)
 
 
 def status_text(entry: Entry) -> str:
-    """The status, with SYNTHETIC / SMOKE labels where they apply."""
+    """The status, with SYNTHETIC / SMOKE / not re-scored labels where they apply."""
     labels = [entry.status]
     if is_synthetic(entry.split.dataset):
         labels.append("SYNTHETIC")
     if entry.smoke:
         labels.append("SMOKE")
-    return " \u00b7 ".join(labels)
+    if isinstance(entry.results, PublishedResults) and entry.split.sha256 is not None:
+        labels.append("not re-scored")
+    return " · ".join(labels)
+
+
+SEEN_TEST_IMAGES = ("DinoBloom pre-trained on this data set: its pre-training may have seen the test images")
+
+
+def _metric_cell(name: str, value: MeanStd | None, note: str | None = None) -> Cell:
+    spec = BY_NAME[name]
+    if value is None:
+        absent = "absent: needs the stored predictions with probabilities" if spec.needs_probabilities else "absent"
+        return Cell("—", None, absent)
+    return Cell(pm(value, spec.decimals), value.mean, note)
 
 
 def row_cells(row: Row) -> dict[str, Cell]:
     """The cells of one row of a ranked table, by column key."""
     entry = row.entry
-    params = entry.parameters
+    params = entry.parameters if entry.parameters is not None else (entry.encoder.parameters if entry.encoder else None)
     hours = entry.compute.device_hours
     fm = row.fold_metrics
     if not row.derived:
@@ -331,28 +468,43 @@ def row_cells(row: Row) -> dict[str, Cell]:
     else:
         derived_note = "recomputed from the confusion matrices"
     about = ", ".join(entry.authors) + (f"; {entry.notes}" if entry.notes else "")
-    return {
-        "rank": Cell(str(row.rank), float(row.rank)) if row.rank else Cell("\u2014", None, "superseded: not ranked"),
-        "name": Cell(entry.name, entry.name.lower(), about),
-        "backbone": Cell(entry.backbone, entry.backbone.lower()),
+    if may_have_seen_test_images(entry):
+        about += "; " + SEEN_TEST_IMAGES
+    weights = entry.weights
+    if row.rank:
+        rank_cell = Cell(str(row.rank), float(row.rank))
+    elif entry.status == "superseded":
+        rank_cell = Cell("—", None, "superseded: not ranked")
+    else:
+        rank_cell = Cell("—", None, "no F1 to rank by (published figures only)")
+    cells = {
+        "rank": rank_cell,
+        "tier": Cell(str(row.tier), float(row.tier)) if row.tier is not None else Cell("—", None),
+        "name": Cell(entry.name + (" ‡" if may_have_seen_test_images(entry) else ""), entry.name.lower(), about),
+        "protocol": Cell(protocol_text(entry.protocol), entry.protocol),
+        "backbone": Cell(entry.encoder.id if entry.encoder else entry.backbone,
+                         (entry.encoder.id if entry.encoder else entry.backbone).lower()),
         "init": Cell(entry.init, entry.init.lower()),
         "pretraining": Cell(", ".join(entry.pretraining_data) or "none", ", ".join(entry.pretraining_data).lower()),
-        "precision": Cell(pm(row.precision), row.precision.mean, derived_note),
-        "recall": Cell(pm(row.recall), row.recall.mean, derived_note),
-        "f1": Cell(pm(row.f1), row.f1.mean, derived_note),
-        "f1_ci": Cell(f"{row.ci[0]:.3f}\u2013{row.ci[1]:.3f}", row.ci[0]) if row.ci else Cell("\u2014", None),
+        "f1_ci": Cell(f"{row.ci[0]:.3f}–{row.ci[1]:.3f}", row.ci[0]) if row.ci else Cell("—", None),
+        "rank_ci": Cell(f"{row.rank_ci[0]}–{row.rank_ci[1]}" if row.rank_ci[0] != row.rank_ci[1]
+                        else str(row.rank_ci[0]), float(row.rank_ci[0])) if row.rank_ci else Cell("—", None),
         "vs_leader": vs_leader_cell(row.comparison),
-        "macro_f1": Cell(pm(fm.get("macro_f1")), fm["macro_f1"].mean if fm.get("macro_f1") else None),
-        "balanced_accuracy": Cell(pm(fm.get("balanced_accuracy")),
-                                  fm["balanced_accuracy"].mean if fm.get("balanced_accuracy") else None),
-        "weighted_f1": Cell(pm(fm.get("weighted_f1")), fm["weighted_f1"].mean if fm.get("weighted_f1") else None),
-        "parameters": Cell(count_text(params) + ("\u2020" if entry.parameters_note else ""), float(params),
-                           entry.parameters_note or f"{params:,} trainable parameters")
-        if params is not None else Cell("\u2014", None),
+        "parameters": Cell(count_text(params) + ("†" if entry.parameters_note else ""), float(params),
+                           entry.parameters_note or f"{params:,} parameters")
+        if params is not None else Cell("—", None),
         "device_hours": Cell(f"{hours:.2f}", hours, entry.compute.hardware)
-        if hours is not None else Cell("\u2014", None),
+        if hours is not None else Cell("—", None),
+        "weights": Cell("download", weights.url, f"SHA-256 {weights.sha256}"
+                        + (f"; licence {weights.licence}" if weights.licence else ""))
+        if weights is not None else Cell("—", None),
         "status": Cell(status_text(entry), status_text(entry)),
     }
+    for name in PAPER_METRICS:
+        cells[name] = _metric_cell(name, getattr(row, name), derived_note)
+    for name in OTHER_METRICS:
+        cells[name] = _metric_cell(name, fm.get(name))
+    return cells
 
 
 def tied_with_leader(row: Row) -> bool:

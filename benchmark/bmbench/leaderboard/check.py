@@ -5,19 +5,19 @@ admits it (the main board: real data, no smoke runs, all folds of a published sp
 is a published split with the published SHA-256 and data set; each fold's confusion matrix holds exactly
 that fold's test images of each class; the metrics recomputed from the matrices by the official scorer
 (:func:`bmbench.scoring.score.score_confusions`) equal the stated ones; a predictions file, where present,
-re-scores against the published split to the same matrices. The paper's rows equal what
-``import-published`` makes from the package's tables, and their per-class figures give the printed mean
-row. Finally the generated README.md and index.html equal a fresh build byte for byte.
+re-scores against the published split to the same matrices, and its probabilities give the stated probability
+metrics (AUROC, log loss, Brier, ECE) through the same scorer functions; an entry stating probability metrics
+without a stored predictions file is refused. The paper's rows equal what ``import-published`` makes from the
+package's tables, and their per-class figures give the printed mean row. Every ``submissions/*/submission.toml``
+validates against its schema (read as TOML; ``model.py`` is never imported). Finally the generated
+README.md, index.html, results.csv, results.json and entry.schema.json equal a fresh build byte for byte.
 
 It reads entries as data only: nothing from ``submissions/`` and no training code is imported or run.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import math
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -34,14 +34,21 @@ from bmbench.leaderboard.entries import (
     name_problem,
     predictions_relpath,
 )
-from bmbench.leaderboard.published import printed_mismatches, published_entries, sources
-from bmbench.leaderboard.schema import FOLD_METRICS, PAPER_METRICS, PAPER_STATUS, ConfusionResults, Entry
+from bmbench.leaderboard.published import all_published_entries, printed_mismatches, reported_sources, sources
+from bmbench.leaderboard.schema import (
+    FOLD_METRICS,
+    PAPER_METRICS,
+    PAPER_STATUS,
+    PROBABILITY_METRICS,
+    ConfusionResults,
+    Entry,
+)
+from bmbench.leaderboard.stored import MAX_PREDICTIONS_BYTES, StoredPredictionsError, read_stored
 from bmbench.scoring.score import score_confusions
 
 METRIC_TOLERANCE = 1e-9
 """Largest accepted difference between a stated and a recomputed metric (float round-off only)."""
-MAX_PREDICTIONS_BYTES = 512 * 1024 * 1024
-"""A predictions file larger than this once decompressed is refused (the real data's file is about 40 MB)."""
+__all__ = ["MAX_PREDICTIONS_BYTES", "METRIC_TOLERANCE", "BoardProblems", "check_board", "check_entry"]
 REBUILD = "`bmbench leaderboard add RUN_DIR --replace` re-creates an entry from its run"
 
 
@@ -176,18 +183,48 @@ def _confusion_checks(board: Board, entry: Entry, label: str, split: Any) -> lis
     return out
 
 
-def _read_gz(path: Path) -> bytes:
-    with gzip.open(path, "rb") as handle:
-        data = handle.read(MAX_PREDICTIONS_BYTES + 1)
-    if len(data) > MAX_PREDICTIONS_BYTES:
-        raise ValueError(f"decompresses to more than {MAX_PREDICTIONS_BYTES} bytes")
-    return data
+def _stated_probability_checks(entry: Entry, label: str) -> list[Problem]:
+    """Probability metrics need the stored predictions file they are recomputed from."""
+    stated = [m for m in PROBABILITY_METRICS if getattr(entry.metrics, m) is not None]
+    if stated and entry.predictions is None:
+        return [Problem(label, f"metrics.{stated[0]}", f"states {', '.join(stated)} without a stored predictions "
+                        "file to recompute them from", "add the entry with --predictions (or set these metrics "
+                        f"to null); {REBUILD}")]
+    return []
+
+
+def _probability_checks(entry: Entry, label: str, preds: Any, split: Any) -> list[Problem]:
+    """The stated probability metrics equal those recomputed from the stored predictions by the scorer."""
+    from bmbench.scoring.score import probabilities_by_fold, probability_summary
+
+    per_fold = probabilities_by_fold(preds, split)
+    got = probability_summary(per_fold) if per_fold is not None else {}
+    out = []
+    for metric in PROBABILITY_METRICS:
+        stated = getattr(entry.metrics, metric)
+        recomputed = got.get(metric) if per_fold is not None else None
+        if stated is None and recomputed is None:
+            continue
+        if recomputed is None:
+            out.append(Problem(label, f"metrics.{metric}", f"states {_fmt(stated.mean)}, but the stored predictions "
+                               "have no probability columns", f"set metrics.{metric} to null; {REBUILD}"))
+            continue
+        if stated is None:
+            out.append(Problem(label, f"metrics.{metric}", f"is null, but the stored predictions give mean "
+                               f"{_fmt(recomputed['mean'])}", f"state it; {REBUILD}"))
+            continue
+        for part in ("mean", "std"):
+            if not _close(getattr(stated, part), recomputed[part]):
+                out.append(Problem(label, f"metrics.{metric}.{part}", f"states {_fmt(getattr(stated, part))}, but "
+                                   f"the stored predictions give {_fmt(recomputed[part])}",
+                                   f"correct the figure or the predictions; {REBUILD}"))
+    return out
 
 
 def _predictions_checks(board: Board, entry: Entry, label: str, split: Any, rescore: bool) -> list[Problem]:
     ref = entry.predictions
     if ref is None:
-        return []
+        return _stated_probability_checks(entry, label)
     expected = predictions_relpath(entry.name)
     if ref.file != expected:
         return [Problem(label, "predictions.file", f"{ref.file!r}: predictions files live at {expected!r}",
@@ -198,30 +235,22 @@ def _predictions_checks(board: Board, entry: Entry, label: str, split: Any, resc
                         "add the file (gzip of the run's predictions.csv) or remove the predictions key")]
     if not rescore:
         return []
-    try:
-        data = _read_gz(path)
-    except (OSError, EOFError, ValueError) as err:
-        return [Problem(label, "predictions.file", f"{expected} is not a readable gzip file ({err})",
-                        "write it with gzip from the run's predictions.csv")]
-    out: list[Problem] = []
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != ref.sha256:
-        out.append(Problem(label, "predictions.sha256", f"states {ref.sha256}, the decompressed file has {digest}",
-                           "state the SHA-256 of the uncompressed CSV"))
     if split is None or not isinstance(entry.results, ConfusionResults):
-        return out
-    from bmbench.scoring.predictions import read_predictions
+        return []
     from bmbench.scoring.score import confusions_by_fold
 
-    with tempfile.TemporaryDirectory(prefix="bmbench-check-") as tmp:
-        csv_path = Path(tmp) / f"{entry.name}.csv"
-        csv_path.write_bytes(data)
-        try:
-            preds = read_predictions(csv_path, split)
-        except BmbenchError as err:
-            message = err.message.replace(str(csv_path), expected)
-            return [*out, Problem(label, "predictions.file", f"does not validate against {split.name}: {message}",
-                                  "re-create it from a complete run on the published split")]
+    try:
+        stored = read_stored(path, expected, split)
+    except StoredPredictionsError as err:
+        fix = ("write it with gzip from the run's predictions.csv" if "gzip" in err.message or "decompresses"
+               in err.message else "re-create it from a complete run on the published split")
+        return [Problem(label, "predictions.file", f"{expected} {err.message}" if not err.message.startswith(
+            expected) else f"does not validate against {split.name}: {err.message}", fix)]
+    out: list[Problem] = []
+    if stored.sha256 != ref.sha256:
+        out.append(Problem(label, "predictions.sha256", f"states {ref.sha256}, the decompressed file has "
+                           f"{stored.sha256}", "state the SHA-256 of the uncompressed CSV"))
+    preds = stored.predictions
     if len(preds.positions) != ref.rows:
         out.append(Problem(label, "predictions.rows", f"states {ref.rows}, the file has {len(preds.positions)} rows",
                            f"state {len(preds.positions)}"))
@@ -230,13 +259,13 @@ def _predictions_checks(board: Board, entry: Entry, label: str, split: Any, resc
     if sorted(rescored) != sorted(stated):
         out.append(Problem(label, "predictions.file", f"predicts folds {sorted(rescored)}, the entry states "
                            f"{sorted(stated)}", f"the predictions and the matrices must come from one run; {REBUILD}"))
-    else:
-        differ = [f for f in sorted(stated) if not np.array_equal(stated[f], rescored[f])]
-        if differ:
-            out.append(Problem(label, "predictions.file", f"re-scoring it gives different confusion matrices for "
-                               f"fold(s) {differ} than the entry states", "the predictions and the matrices must "
-                               f"come from one run; {REBUILD}"))
-    return out
+        return out
+    differ = [f for f in sorted(stated) if not np.array_equal(stated[f], rescored[f])]
+    if differ:
+        out.append(Problem(label, "predictions.file", f"re-scoring it gives different confusion matrices for "
+                           f"fold(s) {differ} than the entry states", "the predictions and the matrices must "
+                           f"come from one run; {REBUILD}"))
+    return out + _probability_checks(entry, label, preds, split)
 
 
 def check_entry(board: Board, entry: Entry, *, rescore: bool = True, splits: _Splits | None = None,
@@ -263,7 +292,7 @@ def _published_checks(board: Board, entries: dict[str, tuple[Path, Entry]]) -> l
     if board.is_demo:
         return []
     out: list[Problem] = []
-    expected = {e.name: e for e in published_entries()}
+    expected = {e.name: e for e in all_published_entries()}
     fix = "run `bmbench leaderboard import-published` (the figures come from bmbench/resources/paper/*.csv)"
     for name, want in expected.items():
         label = f"entries/{name}.json"
@@ -277,7 +306,7 @@ def _published_checks(board: Board, entries: dict[str, tuple[Path, Entry]]) -> l
                 out.append(Problem(label, field, "differs from the published table", fix))
         elif path.read_text(encoding="utf-8") != dump_entry(want):
             out.append(Problem(label, "(file)", "not in the canonical format", fix))
-    prefixes = tuple(f"{key}_" for key in sources())
+    prefixes = tuple(f"{key}_" for key in (*sources(), *reported_sources()))
     for name in sorted(entries):
         if name.startswith(prefixes) and name not in expected:
             out.append(Problem(f"entries/{name}.json", "name", "named like a published row but not a row of the "
@@ -294,10 +323,32 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [prefix or "(entry)"]
 
 
+def check_submissions(submissions_dir: Path) -> list[Problem]:
+    """Every ``submissions/*/submission.toml`` validates (schema only: ``model.py`` is never imported)."""
+    from bmbench.submissions.schema import SUBMISSION_FILE, load_submission
+
+    out: list[Problem] = []
+    if not Path(submissions_dir).is_dir():
+        return out
+    for folder in sorted(Path(submissions_dir).iterdir()):
+        if not folder.is_dir() or folder.name.startswith((".", "_")):
+            continue
+        label = f"submissions/{folder.name}/{SUBMISSION_FILE}"
+        try:
+            load_submission(folder)
+        except BmbenchError as err:
+            message = err.message.replace(str(folder / SUBMISSION_FILE), label).replace(str(folder), label)
+            out.append(Problem(label, "(file)", message, "fix the submission so `bmbench submissions describe "
+                               f"{folder.name}` accepts it (schema: the README's Submissions section)"))
+    return out
+
+
 def check_board(board: Board, *, rescore: bool = True, generated: bool = True,
-                splits_dir: Path | None = None) -> list[Problem]:
-    """All problems of a board (empty when CI may merge it)."""
+                splits_dir: Path | None = None, submissions_dir: Path | None = None) -> list[Problem]:
+    """All problems of a board (empty when CI may merge it); ``submissions_dir`` is validated too when given."""
     loaded, problems = load_entries(board)
+    if submissions_dir is not None:
+        problems += check_submissions(submissions_dir)
     splits = _Splits(splits_dir)
     by_name: dict[str, tuple[Path, Entry]] = {}
     counts = Counter(entry.name.casefold() for _, entry in loaded)
@@ -329,12 +380,11 @@ def check_board(board: Board, *, rescore: bool = True, generated: bool = True,
 
 
 def _generated_checks(board: Board, entries: list[Entry], splits_dir: Path | None) -> list[Problem]:
-    from bmbench.leaderboard.build import render_board
+    from bmbench.leaderboard.build import render_files
 
-    markdown, page = render_board(board, entries, splits_dir=splits_dir)
     out = []
-    for path, text in ((board.readme, markdown), (board.html, page)):
-        rel = path.name
+    for name, text in render_files(board, entries, splits_dir=splits_dir).items():
+        path, rel = board.root / name, name
         if not path.is_file():
             out.append(Problem(rel, "(file)", "missing", "run `bmbench leaderboard build` and commit the result"))
         elif path.read_bytes() != text.encode("utf-8"):

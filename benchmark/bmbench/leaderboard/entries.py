@@ -18,21 +18,24 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bmbench import atomic
+from bmbench import atomic, safe_io
 from bmbench.errors import BmbenchError
 from bmbench.leaderboard.board import Board, is_synthetic
+from bmbench.protocols import FINETUNE
+from bmbench.records.run import RUN_FILE, RunRecord, check_submission, read_run
 from bmbench.leaderboard.schema import (
-    FOLD_METRICS,
-    PAPER_METRICS,
+    ALL_METRICS,
     PAPER_STATUS,
     STATUSES,
     Code,
     Compute,
     ConfusionResults,
+    Encoder,
     Entry,
     FoldConfusion,
     MeanStd,
     Metrics,
+    PROBABILITY_METRICS,
     PredictionsRef,
     SplitRef,
     format_validation_error,
@@ -110,14 +113,10 @@ def load_entries(board: Board) -> tuple[list[tuple[Path, Entry]], list[Problem]]
             problems.append(Problem(label, "(file)", "not an entry: entries/ holds only <name>.json files",
                                     "move or delete it"))
             continue
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError:
-            problems.append(Problem(label, "(file)", "not UTF-8 text", "save the file as UTF-8 JSON"))
-            continue
-        except json.JSONDecodeError as err:
-            problems.append(Problem(label, "(file)", f"not valid JSON: {err.msg} at line {err.lineno}, "
-                                    f"column {err.colno}", "fix the JSON syntax (or re-create it with "
+        try:  # regular file, size-, depth- and number-bounded (bmbench.safe_io)
+            raw = safe_io.read_json(path, what="leaderboard entry")
+        except safe_io.UnsafeInputError as err:
+            problems.append(Problem(label, "(file)", err.message, "fix the file (or re-create it with "
                                     "`bmbench leaderboard add`)"))
             continue
         try:
@@ -148,54 +147,43 @@ def normalise_status(status: str) -> str:
     return value
 
 
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise BmbenchError(f"{path.parent} is not a finished run: {path.name} is missing. Finish it with "
-                           "`bmbench run ... --resume` (or combine per-fold jobs with `bmbench merge`), then add it.")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise BmbenchError(f"{path}: not valid JSON ({err}); the {what} is damaged, re-run `bmbench run --resume`") \
-            from None
-
-
-def _refuse_for_main(run: dict[str, Any], run_dir: Path) -> None:
+def _refuse_for_main(run: RunRecord, run_dir: Path) -> None:
     """The main board takes only full real-data runs."""
-    if run.get("smoke") is not None:
-        raise BmbenchError(f"{run_dir} is a smoke run ({run['smoke']}): shortened training is not comparable and "
-                           "cannot enter the main leaderboard. Run it without --epochs/--max-steps, or add it to the "
-                           "demo board with --board demo.")
-    data = run.get("data") or {}
-    if data.get("synthetic") or is_synthetic(str(data.get("dataset", ""))):
+    if run.smoke is not None:
+        raise BmbenchError(f"{run_dir} is a smoke run ({run.smoke.model_dump()}): shortened training is not "
+                           "comparable and cannot enter the main leaderboard. Run it without --epochs/--max-steps, "
+                           "or add it to the demo board with --board demo.")
+    if run.data.synthetic or is_synthetic(run.data.dataset):
         raise BmbenchError(f"{run_dir} was computed on SYNTHETIC data: it never enters the main leaderboard. Add it "
                            "to the demo board with --board demo, or run on the real data (--data PATH).")
-    if run.get("comparable") is not True:
+    if not run.comparable:
         raise BmbenchError(f"{run_dir}: run.json marks the run as not comparable; only comparable runs enter the "
                            "main leaderboard.")
 
 
-def _parameters(loaded: Any) -> int | None:
-    """Trainable parameters of the submission's 21-class model (built on the meta device: no memory, no download)."""
-    if loaded.submission.kind == "baseline":
-        return None
-    from bmbench.submissions.describe import describe_submission
-
-    try:
-        return describe_submission(loaded)["params"]
-    except Exception as err:  # noqa: BLE001 - any failure to build the model means: ask the user
-        raise BmbenchError(f"could not count the parameters of {loaded.folder} ({err}); pass --params N") from None
+def _parameters(run: RunRecord, kind: str, run_dir: Path) -> int | None:
+    """The parameter count ``bmbench run`` recorded (the leaderboard never builds a submission's model)."""
+    if run.parameters is not None or kind == "baseline":
+        return run.parameters
+    raise BmbenchError(f"{run_dir / RUN_FILE} records no parameter count (it was written by an older bmbench); "
+                       "pass --params N, or re-run the submission with this bmbench")
 
 
 def entry_from_run(run_dir: Path, board: Board, *, status: str = "submitted", name: str | None = None,
                    code_url: str | None = None, parameters: int | None = None,
                    submission_dir: Path | None = None) -> tuple[Entry, Path]:
-    """An entry for a finished run (and the path of its predictions file), re-scored by the official scorer."""
+    """An entry for a finished run (and the path of its predictions file), re-scored by the official scorer.
+
+    Reads records only: ``run.json`` (parameters, provenance), the submission's ``submission.toml``
+    (authors, code URL), whose folder must hash to the digest the run recorded, and the predictions.
+    Nothing of the submission is imported or run.
+    """
     from bmbench.scoring.score import score_file
     from bmbench.splits.store import get_split_spec
     from bmbench.submissions.schema import load_submission
 
     run_dir = Path(run_dir)
-    run = _read_json(run_dir / "run.json", "run record")
+    run = read_run(run_dir)
     status = normalise_status(status)
     if status == PAPER_STATUS:
         raise BmbenchError("a run is not 'reported in a paper'; use reproduced, submitted or superseded")
@@ -204,26 +192,27 @@ def entry_from_run(run_dir: Path, board: Board, *, status: str = "submitted", na
     predictions = run_dir / "predictions.csv"
     if not predictions.is_file():
         raise BmbenchError(f"{run_dir} has no predictions.csv; finish the run (`bmbench run ... --resume`) first")
-    split_name = str((run.get("split") or {}).get("name", ""))
+    split_name = run.split.name
     spec = get_split_spec(split_name)
     score = score_file(predictions, split_name)
-    if score["split"]["sha256"] != (run.get("split") or {}).get("sha256"):
-        raise BmbenchError(f"{run_dir}: run.json names split SHA-256 {run['split'].get('sha256')}, but the published "
+    if score["split"]["sha256"] != run.split.sha256:
+        raise BmbenchError(f"{run_dir}: run.json names split SHA-256 {run.split.sha256}, but the published "
                            f"{split_name} is {score['split']['sha256']}; the run used a modified split and cannot "
                            "be added. Re-run it on the published split.")
     if not board.is_demo and score["folds"] != list(range(spec.folds)):
         raise BmbenchError(f"{run_dir} holds folds {score['folds']} of {spec.folds}: the main leaderboard needs all "
                            f"{spec.folds}. Run the missing folds (`bmbench run --folds K`) and `bmbench merge` them.")
 
-    sub_info = run.get("submission") or {}
-    folder = Path(submission_dir) if submission_dir is not None else Path(str(sub_info.get("folder", "")))
+    folder = Path(submission_dir) if submission_dir is not None else Path(run.submission.folder)
+    check_submission(run, folder, where=run_dir / RUN_FILE)  # an entry never credits code the run did not use
     try:
         loaded = load_submission(folder)
     except BmbenchError as err:
         raise BmbenchError(f"cannot read the run's submission ({err.message}); pass --submission PATH to its "
                            "folder") from None
     sub = loaded.submission
-    entry_name = name or sub.name
+    default_name = sub.name if run.protocol == FINETUNE else f"{sub.name}-{run.protocol}"
+    entry_name = name or default_name
     problem = name_problem(entry_name)
     if problem:
         raise BmbenchError(problem + "; pass --name")
@@ -231,53 +220,68 @@ def entry_from_run(run_dir: Path, board: Board, *, status: str = "submitted", na
     if not board.is_demo and not url:
         raise BmbenchError(f"the main leaderboard needs the code: set code_url in {folder}/submission.toml or pass "
                            "--code-url URL")
-    git = run.get("git") or {}
-    commit = git.get("commit")
-    if commit and git.get("dirty"):
+    commit = run.git.commit
+    if commit and run.git.dirty:
         commit = f"{commit}+dirty"
-    folds = run.get("folds") or []
-    device = run.get("device") or {}
     data = list(sub.pretraining_data)
+    encoder = run.encoder
     entry = Entry(
         name=entry_name,
         status=status,
+        protocol=run.protocol,
         authors=list(sub.authors),
-        backbone=sub.backbone,
-        init=sub.init,
+        backbone=run.submission.backbone or (encoder.id if encoder else str(sub.encoder)),
+        init=run.submission.init or "none",
         pretraining_data=data,
         external_data=bool(data),
-        parameters=parameters if parameters is not None else _parameters(loaded),
-        recipe_digest=run.get("recipe_digest"),
+        parameters=parameters if parameters is not None else _parameters(run, sub.kind, run_dir),
+        recipe_digest=run.recipe_digest,
         code=Code(url=url, commit=commit),
         compute=Compute(
-            hardware=device.get("name"),
-            wall_hours=sum(float(f.get("seconds", 0.0)) for f in folds) / 3600,
-            device_hours=float(run.get("device_hours", 0.0)),
+            hardware=run.device.get("name"),
+            wall_hours=run.wall_hours,
+            device_hours=run.device_hours,
         ),
-        bmbench_version=(run.get("versions") or {}).get("bmbench"),
-        smoke=run.get("smoke") is not None,
+        bmbench_version=run.versions.get("bmbench"),
+        smoke=run.smoke is not None,
         split=SplitRef(**score["split"]),
-        date=str(run.get("created_at", ""))[:10],
+        date=str(run.created_at or "")[:10],
         results=ConfusionResults(kind="confusions", folds=[
             FoldConfusion(fold=p["fold"], confusion=p["confusion"]) for p in score["per_fold"]]),
-        metrics=Metrics(**{m: MeanStd(**score["summary"][m]) for m in (*PAPER_METRICS, *FOLD_METRICS)}),
+        metrics=Metrics(**{m: MeanStd(**v) if (v := score["summary"].get(m)) else None for m in ALL_METRICS}),
         predictions=None,
+        encoder=Encoder(**encoder.model_dump()) if encoder else None,
     )
     return entry, predictions
 
 
 def add_run(run_dir: Path, board: Board, *, status: str = "submitted", name: str | None = None,
             code_url: str | None = None, parameters: int | None = None, submission_dir: Path | None = None,
-            with_predictions: bool = False, replace: bool = False) -> Path:
-    """Make an entry from a finished run and write it (and optionally its gzipped predictions) atomically."""
+            with_predictions: bool = False, replace: bool = False, weights_url: str | None = None,
+            weights_file: Path | None = None, weights_sha256: str | None = None,
+            weights_licence: str | None = None) -> Path:
+    """Make an entry from a finished run and write it (and optionally its gzipped predictions) atomically.
+
+    Probability metrics stay on the entry only with its stored predictions (``check`` recomputes them from
+    that file); ``weights_url`` adds ``weights`` hashed from the run's checkpoint (:mod:`.weights`).
+    """
     entry, predictions = entry_from_run(run_dir, board, status=status, name=name, code_url=code_url,
                                         parameters=parameters, submission_dir=submission_dir)
+    without_probabilities = entry.model_copy(update={"metrics": entry.metrics.model_copy(
+        update=dict.fromkeys(PROBABILITY_METRICS))})
+    if not with_predictions:
+        entry = without_probabilities
+    if weights_url is not None:
+        from bmbench.leaderboard.weights import weights_for
+
+        entry = entry.model_copy(update={"weights": weights_for(run_dir, weights_url, weights_file=weights_file,
+                                                                sha256=weights_sha256, licence=weights_licence)})
     target = entry_path(board, entry.name)
     if target.exists() and not replace:
         raise BmbenchError(f"{target} already exists; pass --replace to overwrite it, or --name to add another entry")
     from bmbench.leaderboard.check import check_entry
 
-    problems = check_entry(board, entry, rescore=False)
+    problems = check_entry(board, without_probabilities, rescore=False)  # the stored file is not written yet
     if problems:
         raise BmbenchError("the entry would not pass `bmbench leaderboard check`:\n"
                            + "\n".join(f"  {p}" for p in problems))

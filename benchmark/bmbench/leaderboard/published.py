@@ -141,6 +141,50 @@ def published_entries() -> list[Entry]:
     return entries
 
 
+def reported_sources() -> list[str]:
+    """Keys of the ``[reported.*]`` publications (entry names start with ``<key>_``)."""
+    return sorted(_config().get("reported", {}))
+
+
+def reported_entries() -> list[Entry]:
+    """Figures reported on one of bmbench's published splits (``[reported.*]`` of sources.toml), not re-scored."""
+    from bmbench.splits.store import default_splits_dir, get_split_spec, read_sums
+
+    entries: list[Entry] = []
+    for key, info in sorted(_config().get("reported", {}).items()):
+        spec = get_split_spec(info["split_name"])
+        sha = read_sums(default_splits_dir())[spec.filename]
+        text = resources.files(PAPER_RESOURCE).joinpath(info["table"]).read_text(encoding="utf-8")
+        for row in csv.DictReader(text.splitlines()):
+            figures = {m: MeanStd(mean=float(row[m])) for m in ("accuracy", "balanced_accuracy", "weighted_f1")
+                       if row.get(m)}
+            data = list(info["pretraining_data"])
+            entries.append(Entry(
+                name=f"{key}_{row['model']}_{row['protocol']}".replace("-", "_"),
+                status=PAPER_STATUS,
+                protocol=row["protocol"],
+                authors=list(info["authors"]),
+                backbone=row["label"],
+                init=info["init"],
+                pretraining_data=data,
+                external_data=bool(data),
+                code=Code(url=info["url"]),
+                compute=Compute(),
+                split=SplitRef(name=spec.name, sha256=sha, dataset=spec.dataset.id),
+                date=info["year"],
+                results=PublishedResults(kind="published", source=Source(citation=info["citation"], url=info["url"],
+                                                                          tables=info["tables"])),
+                metrics=Metrics(**figures),
+                notes=f"{info['notes']} Feature dimension {row['feature_dim']}.",
+            ))
+    return entries
+
+
+def all_published_entries() -> list[Entry]:
+    """The paper's Table 4 rows and the figures reported on published splits: what import-published writes."""
+    return published_entries() + reported_entries()
+
+
 def derived_metrics(entry: Entry) -> dict[str, MeanStd] | None:
     """Precision / recall / F1 in the paper's convention from an entry's per-class figures (None without them)."""
     if not isinstance(entry.results, PublishedResults) or entry.results.per_class is None:

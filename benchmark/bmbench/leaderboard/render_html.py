@@ -8,6 +8,16 @@ emitted only for ``http(s)`` URLs.
 
 Sorting: click a column header (again to reverse), or open the page with ``#sort=<column>`` or
 ``#sort=<column>:asc|desc`` (e.g. ``index.html#sort=recall:desc``), which sorts every table on load.
+
+Filters (form ``#filters``; each control has a stable id and a ``data-filter`` key, the same key as in the
+URL hash): ``#filter-protocol`` (``protocol``: finetune, linear, knn-1, ...), ``#filter-status``
+(``status``), ``#filter-external`` (``external``: none, ImageNet, in-domain, other), ``#filter-pmin`` /
+``#filter-pmax`` (``pmin`` / ``pmax``: parameters in millions) and ``#filter-q`` (``q``: free text over
+name, backbone, initialisation and external data); ``#filter-reset`` clears them. Ranked-table rows carry
+``data-protocol``, ``data-status``, ``data-external``, ``data-params`` and ``data-search``; a filtered-out
+row gets the ``hidden`` attribute. The state lives in the hash (``#protocol=linear&q=regnet&sort=f1:desc``),
+so a filtered view can be linked; unknown keys or values in it are ignored and named in ``#filter-notice``;
+``#filter-count`` says how many entries are shown.
 """
 
 from __future__ import annotations
@@ -21,8 +31,25 @@ from collections.abc import Sequence
 import numpy as np
 
 from bmbench.classes import CLASS_CODES, cell_classes
-from bmbench.leaderboard.board import COLUMNS, Board, Row, Section, row_cells, tied_with_leader
-from bmbench.leaderboard.notes import SYNTHETIC_BANNER, intro_lines, notes, per_class_intro, section_note
+from bmbench.leaderboard.board import (
+    COLUMNS,
+    Board,
+    Row,
+    Section,
+    external_data_kind,
+    protocol_text,
+    row_cells,
+    tied_with_leader,
+)
+from bmbench.leaderboard.schema import STATUSES
+from bmbench.leaderboard.notes import (
+    SYNTHETIC_BANNER,
+    has_seen_rows,
+    intro_lines,
+    notes,
+    per_class_intro,
+    section_note,
+)
 
 CLINICAL = ("BLA", "FGC")
 """Classes highlighted in the per-class view (blasts and faggot cells: rare, decisive findings)."""
@@ -61,6 +88,12 @@ table.heat th { text-align: center; font-size: 12px; padding: 4px 5px; }
 table.heat th.rowhead, table.heat td.rowhead { text-align: left; font-size: 13px; }
 table.heat th.clinical { background: #ddf4ff; }
 .toggle { margin: 6px 0; }
+form.filters { display: flex; flex-wrap: wrap; gap: 10px 16px; align-items: end; margin: 14px 0 4px;
+               padding: 10px 12px; border: 1px solid var(--line); border-radius: 6px; max-width: 1100px; }
+form.filters label { display: flex; flex-direction: column; font-size: 12px; color: var(--muted); gap: 2px; }
+form.filters input, form.filters select { font: inherit; padding: 2px 4px; }
+form.filters input[type=number] { width: 7em; }
+.notice { background: #fff8c5; border: 1px solid #d4a72c; padding: 6px 10px; border-radius: 6px; max-width: 1100px; }
 .toggle label { margin-right: 12px; cursor: pointer; }
 .figures { display: flex; flex-wrap: wrap; gap: 18px; }
 figure { margin: 0; border: 1px solid var(--line); border-radius: 6px; padding: 8px; }
@@ -132,6 +165,98 @@ SCRIPT = """
   }
   Array.prototype.forEach.call(radios, function (radio) { radio.addEventListener("change", showHeat); });
   showHeat();
+  var form = document.getElementById("filters");
+  var controls = form ? Array.prototype.slice.call(form.querySelectorAll("[data-filter]")) : [];
+  var notice = document.getElementById("filter-notice");
+  var counter = document.getElementById("filter-count");
+  function parseHash() {
+    var out = {}, text = window.location.hash.replace(/^#/, "");
+    if (!text) { return out; }
+    text.split("&").forEach(function (part) {
+      var eq = part.indexOf("="), key, value;
+      if (eq < 0) { key = part; value = ""; } else { key = part.slice(0, eq); value = part.slice(eq + 1); }
+      try { key = decodeURIComponent(key); value = decodeURIComponent(value.split("+").join(" ")); }
+      catch (err) { out["!" + part] = ""; return; }
+      out[key] = value;
+    });
+    return out;
+  }
+  function control(key) {
+    for (var i = 0; i < controls.length; i++) {
+      if (controls[i].getAttribute("data-filter") === key) { return controls[i]; }
+    }
+    return null;
+  }
+  function allowed(el, value) {
+    if (el.tagName === "SELECT") {
+      for (var i = 0; i < el.options.length; i++) { if (el.options[i].value === value) { return true; } }
+      return false;
+    }
+    if (el.type === "number") { return value !== "" && isFinite(Number(value)) && Number(value) >= 0; }
+    return value.length <= 200;
+  }
+  function fromHash() {
+    var state = parseHash(), ignored = [];
+    controls.forEach(function (el) { el.value = ""; });
+    Object.keys(state).forEach(function (key) {
+      if (key === "sort") { return; }
+      var el = control(key);
+      if (!el || !allowed(el, state[key])) { ignored.push(key.replace(/^!/, "") + (state[key] ? "=" + state[key] : "")); return; }
+      el.value = state[key];
+    });
+    if (notice) {
+      notice.hidden = ignored.length === 0;
+      notice.textContent = ignored.length ? "Ignored unknown filter value(s) in the address: " + ignored.join(", ") : "";
+    }
+  }
+  function toHash() {
+    var parts = [], state = parseHash();
+    controls.forEach(function (el) {
+      if (el.value !== "") { parts.push(el.getAttribute("data-filter") + "=" + encodeURIComponent(el.value)); }
+    });
+    if (state.sort) { parts.push("sort=" + state.sort); }
+    var hash = parts.length ? "#" + parts.join("&") : "";
+    if (window.history && window.history.replaceState) {
+      window.history.replaceState(null, "", window.location.pathname + window.location.search + hash);
+    }
+  }
+  function applyFilters() {
+    var get = function (key) { var el = control(key); return el ? el.value : ""; };
+    var protocol = get("protocol"), status = get("status"), external = get("external");
+    var pmin = get("pmin"), pmax = get("pmax"), q = get("q").trim().toLowerCase();
+    var shown = 0, total = 0, visible = {};
+    Array.prototype.forEach.call(document.querySelectorAll("table.board tbody tr"), function (row) {
+      var params = row.getAttribute("data-params"), ok = true;
+      if (protocol && row.getAttribute("data-protocol") !== protocol) { ok = false; }
+      if (status && row.getAttribute("data-status") !== status) { ok = false; }
+      if (external && row.getAttribute("data-external") !== external) { ok = false; }
+      if ((pmin !== "" || pmax !== "") && params === "") { ok = false; }
+      if (pmin !== "" && params !== "" && Number(params) < Number(pmin) * 1e6) { ok = false; }
+      if (pmax !== "" && params !== "" && Number(params) > Number(pmax) * 1e6) { ok = false; }
+      if (q && (row.getAttribute("data-search") || "").indexOf(q) < 0) { ok = false; }
+      row.hidden = !ok;
+      total += 1;
+      if (ok) { shown += 1; visible[row.getAttribute("data-name")] = true; }
+    });
+    Array.prototype.forEach.call(document.querySelectorAll("table.heat tbody tr, figure[data-name]"), function (el) {
+      el.hidden = !visible[el.getAttribute("data-name")];
+    });
+    if (counter) { counter.textContent = shown + " of " + total + " entries shown"; }
+  }
+  controls.forEach(function (el) {
+    el.addEventListener("input", function () { applyFilters(); toHash(); });
+    el.addEventListener("change", function () { applyFilters(); toHash(); });
+  });
+  var reset = document.getElementById("filter-reset");
+  if (reset) {
+    reset.addEventListener("click", function () {
+      controls.forEach(function (el) { el.value = ""; });
+      applyFilters(); toHash();
+    });
+  }
+  window.addEventListener("hashchange", function () { fromHash(); applyFilters(); });
+  fromHash();
+  applyFilters();
   document.documentElement.setAttribute("data-ready", "1");
 })();
 """
@@ -184,7 +309,7 @@ def _ranked_table(section: Section) -> list[str]:
     for row in section.rows:
         cells = row_cells(row)
         tr_class = ' class="tied"' if tied_with_leader(row) else ""
-        out.append(f'<tr data-name="{e(row.name)}"{tr_class}>')
+        out.append(f'<tr data-name="{e(row.name)}"{tr_class}{_filter_attrs(row)}>')
         for col in COLUMNS:
             cell = cells[col.key]
             classes = " ".join(c for c in ("num" if col.numeric else "", "name" if col.key == "name" else "") if c)
@@ -195,9 +320,50 @@ def _ranked_table(section: Section) -> list[str]:
             content = e(cell.text)
             if col.key == "name":
                 content = _name_content(row)
+            elif col.key == "weights" and row.entry.weights is not None and safe_url(row.entry.weights.url):
+                content = f'<a href="{e(row.entry.weights.url)}" rel="noopener noreferrer">{e(cell.text)}</a>'
+
             out.append(f"<td{attrs}>{content}</td>")
         out.append("</tr>")
     out.append("</tbody></table></div>")
+    return out
+
+
+def _filter_attrs(row: Row) -> str:
+    """The attributes the page's filters read (see the module docstring)."""
+    entry = row.entry
+    params = entry.parameters if entry.parameters is not None else (entry.encoder.parameters if entry.encoder else None)
+    search = " ".join([entry.name, entry.backbone, entry.init, *entry.pretraining_data,
+                       entry.encoder.id if entry.encoder else ""]).lower()
+    return (f' data-protocol="{e(entry.protocol)}" data-status="{e(entry.status)}" '
+            f'data-external="{e(external_data_kind(entry.pretraining_data))}" '
+            f'data-params="{"" if params is None else params}" data-search="{e(search)}"')
+
+
+def _filters(sections: Sequence[Section]) -> list[str]:
+    """The filter form; option lists are the values present on the board (protocols) or all (others)."""
+    protocols = sorted({r.entry.protocol for s in sections for r in s.rows} | {"finetune"})
+    out = ['<form class="filters" id="filters" role="search" aria-label="Filter the entries">']
+
+    def select(key: str, label: str, options: Sequence[tuple[str, str]]) -> None:
+        opts = '<option value="">all</option>' + "".join(f'<option value="{e(v)}">{e(t)}</option>'
+                                                         for v, t in options)
+        out.append(f'<label for="filter-{key}">{e(label)}<select id="filter-{key}" data-filter="{key}">{opts}'
+                   "</select></label>")
+
+    select("protocol", "Protocol", [(p, protocol_text(p)) for p in protocols])
+    select("status", "Status", [(s, s) for s in STATUSES])
+    select("external", "External data", [(k, k) for k in ("none", "ImageNet", "in-domain", "other")])
+    out.append('<label for="filter-pmin">Params \u2265 (M)<input type="number" id="filter-pmin" data-filter="pmin" '
+               'min="0" step="any"></label>')
+    out.append('<label for="filter-pmax">Params \u2264 (M)<input type="number" id="filter-pmax" data-filter="pmax" '
+               'min="0" step="any"></label>')
+    out.append('<label for="filter-q">Search<input type="search" id="filter-q" data-filter="q" '
+               'placeholder="name, backbone, data"></label>')
+    out.append('<button type="button" id="filter-reset">Reset</button>')
+    out.append('<span class="muted" id="filter-count" aria-live="polite"></span>')
+    out.append("</form>")
+    out.append('<p class="notice" id="filter-notice" role="status" hidden></p>')
     return out
 
 
@@ -314,7 +480,10 @@ def render_html(board: Board, sections: Sequence[Section], entry_count: int) -> 
         cls = "banner" if line == SYNTHETIC_BANNER else "muted"
         out.append(f'<p class="{cls}">{_prose(line)}</p>')
     out.append("<nav>" + "".join(f'<a href="#{e(s.anchor)}">{e(s.split_name)}</a>' for s in sections)
-               + '<a href="#per-class">per-class view</a><a href="#notes">notes</a></nav>')
+               + '<a href="#per-class">per-class view</a><a href="#notes">notes</a>'
+               + '<a href="results.csv">results.csv</a><a href="results.json">results.json</a>'
+               + '<a href="entry.schema.json">entry schema</a></nav>')
+    out += _filters(sections)
     for section in sections:
         out += _section_html(section)
     rows = [r for s in sections for r in s.rows]
@@ -332,7 +501,8 @@ def render_html(board: Board, sections: Sequence[Section], entry_count: int) -> 
     out.append("</section>")
     out += ['<section id="notes">', "<h2>Notes</h2>", '<ol class="notes">']
     paper_rows = any(s.split_sha256 is None for s in sections)
-    out += [f"<li>{e(text)}</li>" for text in notes(board, paper_rows=paper_rows)]
+    out += [f"<li>{e(text)}</li>" for text in
+            notes(board, paper_rows=paper_rows, seen_rows=has_seen_rows(sections))]
     out += ["</ol>", '<p class="muted">Generated by <code>bmbench leaderboard build</code>; sort by clicking a '
             "column header or with <code>#sort=&lt;column&gt;[:asc|desc]</code> in the address.</p>", "</section>"]
     out += [f"<script>{SCRIPT}</script>", "</body>", "</html>"]

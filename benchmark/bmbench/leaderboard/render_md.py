@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from bmbench.classes import CLASS_CODES
 from bmbench.leaderboard.board import COLUMNS, Board, Row, Section, row_cells, tied_with_leader
-from bmbench.leaderboard.notes import intro_lines, notes, per_class_intro, section_note
+from bmbench.leaderboard.notes import has_seen_rows, intro_lines, notes, per_class_intro, section_note
 
 _PUNCT = re.compile(r"([\\`*\[\]~])")
 _UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
@@ -75,5 +75,6 @@ def render_markdown(board: Board, sections: Sequence[Section], entry_count: int)
         lines += ["_No entry with per-class figures yet._", ""]
     lines += ["## Notes", ""]
     paper_rows = any(s.split_sha256 is None for s in sections)
-    lines += [f"{i}. {md_text(text)}" for i, text in enumerate(notes(board, paper_rows=paper_rows), start=1)]
+    footnotes = notes(board, paper_rows=paper_rows, seen_rows=has_seen_rows(sections))
+    lines += [f"{i}. {md_text(text)}" for i, text in enumerate(footnotes, start=1)]
     return "\n".join(lines) + "\n"

@@ -9,7 +9,6 @@ models without allocating memory.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import tomllib
 from collections.abc import Iterator
 from functools import cache
@@ -20,7 +19,7 @@ from typing import Any
 from torch import nn
 
 from bmbench.errors import BmbenchError
-from bmbench.submissions.schema import MODEL_FILE, LoadedSubmission
+from bmbench.submissions.schema import BACKBONE_RE, MODEL_FILE
 
 
 @cache
@@ -97,15 +96,13 @@ def _timm(arch: str, num_classes: int | None) -> nn.Module:
 
 def _model_py(folder: Path, num_classes: int) -> nn.Module:
     path = folder / MODEL_FILE
-    spec = importlib.util.spec_from_file_location(f"bmbench_submission_{folder.name}", path)
-    if spec is None or spec.loader is None:
-        raise BmbenchError(f"{path}: cannot be imported")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from bmbench import usercode  # the user's failures are reported at their file and line (exit 2)
+
+    module = usercode.import_file(path, f"bmbench_submission_{folder.name}")
     build = getattr(module, "build_model", None)
     if not callable(build):
         raise BmbenchError(f"{path}: must define build_model(num_classes) -> torch.nn.Module")
-    model = build(num_classes)
+    model = usercode.call(path, "build_model", build, num_classes)
     if not isinstance(model, nn.Module):
         raise BmbenchError(f"{path}: build_model returned {type(model).__name__}, not a torch.nn.Module")
     return model
@@ -135,23 +132,31 @@ def _parameters_on(device: str) -> Iterator[None]:
         nn.Module.register_parameter = original  # type: ignore[method-assign]
 
 
-def build_backbone(loaded: LoadedSubmission, num_classes: int | None, device: str = "cpu") -> nn.Module:
-    """The submission's network with a ``num_classes`` head (``None``: the architecture's own head).
+def build_backbone(backbone: str, num_classes: int | None, folder: Path | None = None,
+                   device: str = "cpu") -> nn.Module:
+    """The network ``backbone`` names (``torchvision:<name>``, ``timm:<name>``, or ``model.py`` in ``folder``)
+    with a ``num_classes`` head (``None``: the architecture's own head).
 
-    No weights are loaded. ``device="meta"`` builds the structure without allocating parameters (for
-    counting parameters of large models); anything else builds on the CPU.
+    Plain arguments, so pre-training and benchmarks build models without a submission. No weights are
+    loaded. ``device="meta"`` builds the structure without allocating parameters (for counting parameters
+    of large models); anything else builds on the CPU.
     """
-    sub = loaded.submission
+    if not BACKBONE_RE.fullmatch(backbone):
+        raise BmbenchError(f"unknown backbone {backbone!r}: expected torchvision:<name>, timm:<name> or model.py",
+                           exit_code=2)
+    kind, _, arch = backbone.partition(":")
     with _parameters_on(device):
-        if sub.kind == "torchvision":
-            return _torchvision(sub.arch, num_classes)
-        if sub.kind == "timm":
-            return _timm(sub.arch, num_classes)
-        if sub.kind == MODEL_FILE:
+        if kind == "torchvision":
+            return _torchvision(arch, num_classes)
+        if kind == "timm":
+            return _timm(arch, num_classes)
+        if kind == MODEL_FILE:
             if num_classes is None:
                 raise BmbenchError("a model.py backbone has no architecture head to keep; pass num_classes")
-            return _model_py(loaded.folder, num_classes)
-    raise BmbenchError(f"{sub.backbone} is a baseline, not a neural network")
+            if folder is None:
+                raise BmbenchError("a model.py backbone needs the submission folder that holds model.py")
+            return _model_py(Path(folder), num_classes)
+    raise BmbenchError(f"{backbone} is a baseline, not a neural network", exit_code=2)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:

@@ -2,7 +2,8 @@
 
 * ``random``: the architecture's default initialisation, seeded by the run.
 * ``imagenet``: torchvision weights through ``torch.hub``'s cache (``$TORCH_HOME/hub/checkpoints``), timm
-  weights through timm's own mechanism. Offline and not cached: a clear error, never random weights.
+  weights through timm's own mechanism. Offline and not cached: a clear error, never random weights. A file
+  lock (:mod:`bmbench.locks`) makes concurrent processes download once, the others wait and read the file.
 * ``pcam``, ``cd``, ``imagenet+pcam``, ``imagenet+cd``: checkpoints that ``bmbench pretrain`` writes into the
   weights cache (``$BMBENCH_WEIGHTS``, default ``<cache>/weights``), each with a JSON metadata file that
   records its SHA-256; the in-domain head is dropped and a fresh 21-class head is used.
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +20,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from bmbench.data.source import cache_dir
 from bmbench.errors import BmbenchError
+from bmbench.locks import target_lock
 from bmbench.models.backbones import build_backbone, head_name, imagenet_weights_name, replace_head
-from bmbench.submissions.schema import LoadedSubmission
 
 WEIGHTS_ENV = "BMBENCH_WEIGHTS"
 IN_DOMAIN = {"pcam": ("pcam", "random"), "cd": ("cd", "random"),
@@ -33,8 +32,9 @@ IN_DOMAIN = {"pcam": ("pcam", "random"), "cd": ("cd", "random"),
 
 def weights_dir() -> Path:
     """The weights cache for in-domain checkpoints: ``$BMBENCH_WEIGHTS`` or ``<bmbench cache>/weights``."""
-    env = os.environ.get(WEIGHTS_ENV)
-    return Path(env) if env else cache_dir() / "weights"
+    from bmbench.paths import weights_dir as _weights_dir
+
+    return _weights_dir()
 
 
 def backbone_slug(backbone: str) -> str:
@@ -97,35 +97,38 @@ def _without_head(state: dict[str, torch.Tensor], head: str) -> dict[str, torch.
     return {k: v for k, v in state.items() if not k.startswith(prefix)}
 
 
-def _imagenet_torchvision(loaded: LoadedSubmission, num_classes: int) -> tuple[nn.Module, dict[str, Any]]:
+def _imagenet_torchvision(backbone: str, num_classes: int) -> tuple[nn.Module, dict[str, Any]]:
     import torchvision
 
-    name = imagenet_weights_name(loaded.submission.backbone)
+    arch = backbone.partition(":")[2]
+    name = imagenet_weights_name(backbone)
     if name is None:
-        raise BmbenchError(f"torchvision has no ImageNet weights for {loaded.submission.arch}")
+        raise BmbenchError(f"torchvision has no ImageNet weights for {arch}")
     enum_name, _, member = name.partition(".")
     weights = getattr(torchvision.models, enum_name)[member]
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     try:
-        state = weights.get_state_dict(progress=False, check_hash=True)
+        with target_lock(cached):  # N grid tasks / torchrun ranks: one downloads, the others read its file
+            state = weights.get_state_dict(progress=False, check_hash=True)
     except OSError as err:  # URLError, socket errors, missing files are all OSErrors
         raise BmbenchError(
-            f"cannot load the ImageNet weights {name} for {loaded.submission.arch}: they are not in the torch "
+            f"cannot load the ImageNet weights {name} for {arch}: they are not in the torch "
             f"cache ({cached}) and downloading them failed ({err}). On a machine with network access they "
             "download automatically on first use; offline, copy the file from "
             f"{weights.url} to {cached} (set TORCH_HOME to use another cache)."
         ) from None
-    model = build_backbone(loaded, None)  # built only once the weights are at hand
+    model = build_backbone(backbone, None)  # built only once the weights are at hand
     model.load_state_dict(state)
     return replace_head(model, num_classes), {"imagenet_weights": name, "weights_file": str(cached)}
 
 
-def _imagenet_timm(loaded: LoadedSubmission, num_classes: int) -> tuple[nn.Module, dict[str, Any]]:
+def _imagenet_timm(backbone: str, num_classes: int) -> tuple[nn.Module, dict[str, Any]]:
     import timm
 
-    arch = loaded.submission.arch
+    arch = backbone.partition(":")[2]
     try:
-        model = timm.create_model(arch, pretrained=True, num_classes=num_classes)
+        with target_lock(weights_dir() / f"timm-{backbone_slug(backbone)}"):  # one download at a time
+            model = timm.create_model(arch, pretrained=True, num_classes=num_classes)
     except Exception as err:  # hub errors come in many types; any failure here is "weights unavailable"
         raise BmbenchError(
             f"cannot load timm's pretrained weights for {arch} ({type(err).__name__}: {err}). On a machine "
@@ -135,26 +138,27 @@ def _imagenet_timm(loaded: LoadedSubmission, num_classes: int) -> tuple[nn.Modul
     return model, {"imagenet_weights": f"timm:{arch}"}
 
 
-def build_initialised_model(loaded: LoadedSubmission, num_classes: int) -> tuple[nn.Module, dict[str, Any]]:
-    """The submission's model with its initialisation applied, and what was loaded (for provenance)."""
-    sub = loaded.submission
-    if sub.init == "random":
-        return build_backbone(loaded, num_classes), {"init": "random"}
-    if sub.init == "imagenet":
-        build = _imagenet_timm if sub.kind == "timm" else _imagenet_torchvision
-        model, info = build(loaded, num_classes)
+def build_initialised_model(backbone: str, init: str, num_classes: int,
+                            folder: Path | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """The ``backbone`` network (see :func:`build_backbone`; ``folder`` holds a ``model.py``) with the
+    initialisation ``init`` applied, and what was loaded (for provenance)."""
+    if init == "random":
+        return build_backbone(backbone, num_classes, folder), {"init": "random"}
+    if init == "imagenet":
+        build = _imagenet_timm if backbone.startswith("timm:") else _imagenet_torchvision
+        model, info = build(backbone, num_classes)
         return model, {"init": "imagenet", **info}
-    if sub.init in IN_DOMAIN:
-        ref = CheckpointRef(sub.backbone, sub.init)
+    if init in IN_DOMAIN:
+        ref = CheckpointRef(backbone, init)
         state, meta = load_in_domain_checkpoint(ref)
-        model = build_backbone(loaded, num_classes)
+        model = build_backbone(backbone, num_classes, folder)
         head = head_name(model)
         missing, unexpected = model.load_state_dict(_without_head(state, head), strict=False)
         if unexpected or any(not k.startswith(head + ".") for k in missing):
             raise BmbenchError(
-                f"{ref.path} does not fit {sub.backbone}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+                f"{ref.path} does not fit {backbone}: missing {missing[:5]}, unexpected {unexpected[:5]}"
             )
-        return model, {"init": sub.init, "checkpoint": str(ref.path), "checkpoint_sha256": meta["sha256"],
+        return model, {"init": init, "checkpoint": str(ref.path), "checkpoint_sha256": meta["sha256"],
                        "pretraining": {k: meta.get(k) for k in ("dataset", "init", "recipe_digest", "epochs",
                                                                "val_accuracy", "smoke")}}
-    raise BmbenchError(f"init {sub.init!r} does not apply to a neural network")
+    raise BmbenchError(f"init {init!r} does not apply to a neural network")

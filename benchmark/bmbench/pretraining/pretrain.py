@@ -33,6 +33,7 @@ from bmbench.errors import BmbenchError, DataNotFoundError, validation_messages
 from bmbench.pretraining.source import PCAM, InDomainSet, PretrainData, in_domain_set
 from bmbench.engine.loop import NoProgress
 from bmbench.recipe import Recipe
+from bmbench.records.lrfind import LR_FIND_FILE
 
 META_SCHEMA_VERSION = 1
 START_INITS = ("random", "imagenet")
@@ -177,21 +178,15 @@ def load_pretrain_data(spec: InDomainSet, data: str | None, *, image_column: str
     return load_cd(path, progress.log)
 
 
-def _loaded_submission(backbone: str, init: str) -> Any:
-    """A throwaway submission so that the fine-tuning side's model builder and initialisations apply."""
-    from bmbench.submissions.schema import LoadedSubmission, Submission
+def _check_start(backbone: str, init: str) -> None:
+    """Pre-training starts a registry backbone (torchvision/timm) from random or ImageNet weights."""
+    from bmbench.submissions.schema import BACKBONE_RE
 
-    if not backbone.startswith(("torchvision:", "timm:")):
+    if not backbone.startswith(("torchvision:", "timm:")) or not BACKBONE_RE.fullmatch(backbone):
         raise BmbenchError(f"--backbone must be torchvision:<name> or timm:<name>, not {backbone!r} (in-domain "
                            "checkpoints are shared by every submission with the same registry backbone)")
     if init not in START_INITS:
         raise BmbenchError(f"--init must be random or imagenet (the start of the pre-training), not {init!r}")
-    try:
-        sub = Submission(name="pretrain", authors=["bmbench pretrain"], description="in-domain pre-training",
-                         backbone=backbone, init=init)
-    except ValidationError as err:
-        raise BmbenchError(f"--backbone {backbone!r}: {err.errors()[0]['msg']}") from None
-    return LoadedSubmission(submission=sub, folder=Path.cwd(), digest="")
 
 
 def checkpoint_path(backbone: str, name: str, out_weights: Path | None = None) -> Path:
@@ -233,21 +228,22 @@ def _check_settings(work: Path, settings: dict[str, Any]) -> None:
 
 
 def _choose_lr(model: Any, datapath: Any, data: PretrainData, recipe: Recipe, device: Any, work: Path,
-               options: PretrainOptions, epochs: int) -> tuple[float, dict[str, Any]]:
+               options: PretrainOptions, epochs: int) -> tuple[float, str]:
+    """The learning rate and the rule that chose it; a range test is cached in the work folder for --resume."""
     from bmbench.engine.loop import settings_for
     from bmbench.runs.lrfind import find_lr
+    from bmbench.runs.lrfind_cache import load_or_find_lr
 
     if recipe.lr != "find":
-        return float(recipe.lr), {"suggested_lr": None, "rule": "fixed in the recipe"}
-    cache = work / "lr_find.json"
-    if cache.is_file():
-        info = json.loads(cache.read_text(encoding="utf-8"))
-    else:
+        return float(recipe.lr), "fixed in the recipe"
+
+    def compute() -> Any:
         probe = settings_for(recipe, device, epochs=epochs, lr=recipe.lr_find.start_lr, seed=options.seed,
                              max_steps=options.max_steps)
-        info = find_lr(model, datapath, data.train, recipe, probe).to_json()
-        atomic.write_json(cache, info)
-    return float(info["suggested_lr"]), info
+        return find_lr(model, datapath, data.train, recipe, probe)
+
+    record, _ = load_or_find_lr(work / LR_FIND_FILE, None, compute, device=str(device))
+    return record.suggested_lr, record.rule
 
 
 def pretrain(options: PretrainOptions, progress: PretrainProgress | None = None) -> PretrainResult:
@@ -265,7 +261,7 @@ def pretrain(options: PretrainOptions, progress: PretrainProgress | None = None)
 
     progress = progress or SilentProgress()
     spec = in_domain_set(options.dataset)
-    loaded = _loaded_submission(options.backbone, options.init)
+    _check_start(options.backbone, options.init)
     name = checkpoint_init(spec.id, options.init)
     path = checkpoint_path(options.backbone, name, options.out_weights)
     meta_path = path.with_suffix(".json")
@@ -289,12 +285,12 @@ def pretrain(options: PretrainOptions, progress: PretrainProgress | None = None)
 
     started = time.perf_counter()
     torch.manual_seed(epoch_seed(options.seed, 0, 0, stream=2))  # model initialisation, as in bmbench run
-    model, init_info = build_initialised_model(loaded, spec.num_classes)
+    model, init_info = build_initialised_model(options.backbone, options.init, spec.num_classes)
     datapath = SourceDataPath(recipe, data.source, data.labels, spec.num_classes, seed=options.seed,
                               pin_memory=device.type == "cuda")
-    lr, lr_info = _choose_lr(model, datapath, data, recipe, device, work, options, epochs)
+    lr, lr_rule = _choose_lr(model, datapath, data, recipe, device, work, options, epochs)
     progress.log(f"{options.backbone} from {options.init} weights -> {name}: {spec.num_classes} classes, "
-                 f"lr {lr:.3g} ({lr_info['rule']}), {epochs} epoch(s)"
+                 f"lr {lr:.3g} ({lr_rule}), {epochs} epoch(s)"
                  + (f", at most {options.max_steps} step(s) each" if options.max_steps else "")
                  + (" [smoke]" if options.smoke else "") + f", device {device}")
     settings = settings_for(recipe, device, epochs=epochs, lr=lr, seed=options.seed, max_steps=options.max_steps)
@@ -329,7 +325,7 @@ def pretrain(options: PretrainOptions, progress: PretrainProgress | None = None)
         "smoke": options.smoke,
         "seed": options.seed,
         "lr": lr,
-        "lr_rule": lr_info["rule"],
+        "lr_rule": lr_rule,
         "data_path": "plain (DataLoader, one process)",
         "best_epoch": outcome.best_epoch,
         "val_accuracy": outcome.best_val_accuracy,

@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bmbench.errors import BmbenchError
+from bmbench.errors import BmbenchError, RunFailure
 
 LOG_DIR = "logs"
 _POLL_S = 0.5
@@ -111,7 +111,7 @@ def run_concurrent(loaded: Any, options: Any, workers: int,
         raise
     if failed:
         details = "\n".join(f"fold {f} ({path}):\n{_tail(path)}" for f, path in sorted(failed.items()))
-        raise BmbenchError(f"{len(failed)} fold(s) failed; finished folds are kept (rerun with --resume).\n{details}")
+        raise RunFailure(f"{len(failed)} fold(s) failed; finished folds are kept (rerun with --resume).\n{details}")
     return run_submission(loaded, replace(options, data=str(index.root), resume=True))
 
 

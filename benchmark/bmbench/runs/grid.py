@@ -12,7 +12,6 @@ commands for the complete ones.
 from __future__ import annotations
 
 import fnmatch
-import json
 import re
 import shlex
 from collections.abc import Callable, Sequence
@@ -21,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from bmbench.errors import BmbenchError
+from bmbench.records.fold import FOLD_FILE
+from bmbench.records.run import RUN_FILE, read_run
 
 PAPER_SUBMISSION_RE = re.compile(r"^(vgg|resnet|regnet|vit)_(random|imagenet|pcam|cd|imagenet_pcam|imagenet_cd)$")
 """Names of the 24 reference submissions of the paper's Table 4."""
 BACKBONE_ORDER = ("vgg", "resnet", "regnet", "vit")
-FOLD_DONE = "fold.json"
+FOLD_DONE = FOLD_FILE
 
 
 @dataclass(frozen=True)
@@ -145,33 +146,87 @@ def run_local(tasks: Sequence[GridTask], options: Any, *,
     return outcome
 
 
+DATA_ENV_TOKEN = "$BMBENCH_DATA"
+"""The ``--data`` value a grid script leaves to the job's environment (expanded there, in double quotes)."""
+STOP_SIGNAL_SECONDS = 120
+"""``--signal=B:USR1@120``: SLURM warns the batch shell this long before the time limit; the task stops at
+its next epoch boundary (the checkpoint of the last epoch is on disk) and is requeued, then resumes."""
+
+
+def _sbatch_lines(options: Sequence[str]) -> list[str]:
+    """``#SBATCH`` lines from ``--sbatch-option`` values (``--account=x`` or ``#SBATCH --account=x``)."""
+    lines: list[str] = []
+    for option in options:
+        text = option.strip()
+        if text.startswith("#SBATCH"):
+            text = text[len("#SBATCH"):].strip()
+        if not text.startswith("-") or "\n" in text or "\r" in text:
+            raise BmbenchError(f"--sbatch-option {option!r}: give one sbatch option such as --account=myproject "
+                               "or --qos=short (one per --sbatch-option)", exit_code=2)
+        lines.append(f"#SBATCH {text}")
+    return lines
+
+
+def _dq(text: str) -> str:
+    """``text`` in double quotes for bash: ``$VAR`` still expands, nothing else is interpreted."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("`", "\\`") + '"'
+
+
+def _shell_arg(arg: str) -> str:
+    if arg == DATA_ENV_TOKEN:
+        return '"${BMBENCH_DATA:?set BMBENCH_DATA to the data folder, or pass --data to bmbench grid --slurm}"'
+    return shlex.quote(arg)
+
+
 def slurm_script(tasks: Sequence[GridTask], run_args: Sequence[str], *, max_parallel: int = 8,
                  partition: str | None = None, time_limit: str = "24:00:00", cpus: int = 16, mem: str = "64G",
-                 bmbench: str = "bmbench", setup: str = "") -> str:
-    """A SLURM array script: task ``i`` runs one fold of one submission (``bmbench run --folds K --resume``)."""
+                 bmbench: str = "bmbench", setup: str = "", gpus: int = 0, sbatch_options: Sequence[str] = (),
+                 cache: str | None = None) -> str:
+    """A SLURM array script: task ``i`` runs one fold of one submission (``bmbench run --folds K --resume``).
+
+    ``gpus`` > 0 asks ``--gres=gpu:N`` (only for CUDA runs: a CPU cluster refuses gres it lacks);
+    ``sbatch_options`` and ``#SBATCH`` lines of ``setup`` join the other ``#SBATCH`` lines (sbatch reads
+    them only before the first command); ``cache`` becomes ``BMBENCH_CACHE`` (a scratch disk; ``$VARS``
+    expand in the job). Near the time limit SLURM sends USR1 (:data:`STOP_SIGNAL_SECONDS`): the batch shell
+    passes it to ``bmbench run``, which stops after the epoch in progress, and requeues the task.
+    """
     if not tasks:
         raise BmbenchError("no task to submit: every selected fold is finished (see `bmbench grid --dry-run`)")
     if max_parallel < 1:
         raise BmbenchError("--max-parallel must be at least 1")
+    if gpus < 0:
+        raise BmbenchError("--gpus must be 0 or more", exit_code=2)
+    setup_lines = setup.splitlines()
+    hoisted = [line for line in setup_lines if line.strip().startswith("#SBATCH")]
+    commands = [line for line in setup_lines if not line.strip().startswith("#SBATCH")]
     header = ["#!/bin/bash",
               f"# bmbench reference grid: {len(tasks)} task(s), one fold of one submission each.",
               "# Written by `bmbench grid --slurm`; submit with `sbatch <this file>`, then run `bmbench grid --merge`",
               "# with the same --submissions/--folds/--data/--out once every task has finished. Re-submitting is",
               "# safe: finished folds are skipped, interrupted ones resume from their last epoch.",
               "#SBATCH --job-name=bmbench-grid",
-              f"#SBATCH --array=0-{len(tasks) - 1}%{max_parallel}",
-              "#SBATCH --gres=gpu:1",
-              "#SBATCH --nodes=1",
-              "#SBATCH --ntasks=1",
-              f"#SBATCH --cpus-per-task={cpus}",
-              f"#SBATCH --mem={mem}",
-              f"#SBATCH --time={time_limit}",
-              "#SBATCH --output=bmbench-grid-%A_%a.log"]
+              f"#SBATCH --array=0-{len(tasks) - 1}%{max_parallel}"]
+    if gpus:
+        header.append(f"#SBATCH --gres=gpu:{gpus}")
+    header += ["#SBATCH --nodes=1",
+               "#SBATCH --ntasks=1",
+               f"#SBATCH --cpus-per-task={cpus}",
+               f"#SBATCH --mem={mem}",
+               f"#SBATCH --time={time_limit}",
+               f"#SBATCH --signal=B:USR1@{STOP_SIGNAL_SECONDS}",
+               "#SBATCH --requeue",
+               "#SBATCH --output=bmbench-grid-%A_%a.log"]
     if partition:
         header.append(f"#SBATCH --partition={partition}")
-    lines = [*header, "", "set -euo pipefail", ""]
-    if setup:
-        lines += [setup, ""]
+    header += _sbatch_lines([*hoisted, *sbatch_options])
+    lines = [*header, ""]
+    if commands:
+        lines += ["# --setup (before `set -u`: module and activate scripts often read unset variables)",
+                  *commands, ""]
+    lines += ["set -euo pipefail", ""]
+    if cache:
+        lines += ["# image cache and synthetic data on scratch (--cache)", f"export BMBENCH_CACHE={_dq(cache)}",
+                  'mkdir -p "$BMBENCH_CACHE"', ""]
     lines.append("# task id -> submission folder and fold")
     lines.append("TASKS=(")
     lines += [f"  {shlex.quote(str(t.folder))}:{t.fold}  # {t.label}" for t in tasks]
@@ -180,7 +235,24 @@ def slurm_script(tasks: Sequence[GridTask], run_args: Sequence[str], *, max_para
               'SUBMISSION="${TASK%:*}"',
               'FOLD="${TASK##*:}"',
               'echo "bmbench grid task $SLURM_ARRAY_TASK_ID: $SUBMISSION fold $FOLD on $(hostname)"',
-              f'exec {bmbench} run "$SUBMISSION" --folds "$FOLD" {" ".join(shlex.quote(a) for a in run_args)}',
+              "",
+              "# USR1 (the time limit is near): bmbench stops after the current epoch, then the task is requeued",
+              "STOP=0",
+              "PID=",
+              'on_usr1() { STOP=1; echo "time limit near: stopping at the end of this epoch"; '
+              '[ -n "$PID" ] && kill -USR1 "$PID" 2>/dev/null || true; }',
+              "trap on_usr1 USR1",
+              f'{bmbench} run "$SUBMISSION" --folds "$FOLD" {" ".join(_shell_arg(a) for a in run_args)} &',
+              "PID=$!",
+              "RC=0",
+              '# a trapped signal interrupts `wait`; wait again until bmbench has really exited',
+              'while true; do wait "$PID" && RC=0 || RC=$?; kill -0 "$PID" 2>/dev/null || break; done',
+              'if [ "$STOP" = 1 ]; then',
+              '  echo "requeueing ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}: it resumes from its last epoch"',
+              '  scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"',
+              "  exit 0",
+              "fi",
+              'exit "$RC"',
               ""]
     return "\n".join(lines)
 
@@ -203,8 +275,9 @@ def merge_grid(submissions: Sequence[Any], out: Path, dataset_id: str, folds: in
     Uses the run.json the tasks wrote (device, versions, provenance) with the fold list replaced by every
     completed fold, so a merge on a login node does not record the login node as the device.
     """
+    from bmbench.records.fold import completed_folds
+    from bmbench.runs.run import finalize_run
     from bmbench.splits.store import load_split
-    from bmbench.runs.run import completed_folds, finalize_run
 
     merged: list[MergedRun] = []
     for loaded in submissions:
@@ -214,14 +287,12 @@ def merge_grid(submissions: Sequence[Any], out: Path, dataset_id: str, folds: in
         if not done:
             merged.append(MergedRun(name, run_dir, [], False, None, "no completed fold"))
             continue
-        run_json = run_dir / "run.json"
-        if not run_json.is_file():
+        if not (run_dir / RUN_FILE).is_file():
             merged.append(MergedRun(name, run_dir, sorted(done), False, None,
-                                    "no run.json: finish it with `bmbench run --resume`"))
+                                    f"no {RUN_FILE}: finish it with `bmbench run --resume`"))
             continue
-        base = json.loads(run_json.read_text(encoding="utf-8"))
-        split = load_split(base["split"]["name"])
-        base = {k: v for k, v in base.items() if k not in ("folds", "device_hours", "created_at")}
+        base = read_run(run_dir, submission_folder=Path(loaded.folder))  # the grid's submission made these folds
+        split = load_split(base.split.name)
         result = finalize_run(run_dir, split, base)
         merged.append(MergedRun(name, run_dir, sorted(done), len(done) == split.folds, result.score,
                                 "" if len(done) == split.folds else f"{len(done)}/{split.folds} folds"))
@@ -240,8 +311,7 @@ def leaderboard_commands(merged: Sequence[MergedRun]) -> list[str]:
     for run in merged:
         if not run.complete:
             continue
-        meta = json.loads((run.run_dir / "run.json").read_text(encoding="utf-8"))
-        board = [] if meta.get("comparable") else ["--board", "demo"]
+        board = [] if read_run(run.run_dir).comparable else ["--board", "demo"]
         commands.append(shlex.join(["bmbench", "leaderboard", "add", str(run.run_dir), "--status", "reproduced",
                                     *board]))
     if commands:

@@ -19,10 +19,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from bmbench.errors import BmbenchError
+from bmbench.errors import BmbenchError, RunFailure
+from bmbench.paths import runs_dir
 from bmbench.datapaths.plain import DataPath
+from bmbench.engine.fastpath import micro_batches
 from bmbench.engine.loop import LoopSettings, make_optimizer
 from bmbench.recipe import Recipe
+from bmbench.records.lrfind import LrFindRecord
 
 LR_FIND_STREAM = 1
 """Random stream of the range test's batches, apart from the training epochs' stream 0."""
@@ -54,7 +57,7 @@ def suggest_lr(lrs: list[float], losses: list[float], rule: str) -> float:
     finite = np.isfinite(loss)
     lr, loss = lr[finite], loss[finite]
     if len(loss) < 3:
-        raise BmbenchError("the learning-rate range test produced too few finite losses; lower lr_find.end_lr")
+        raise RunFailure("the learning-rate range test produced too few finite losses; lower lr_find.end_lr")
     if rule == "min_div_10":
         return float(lr[int(np.argmin(loss))] / 10)
     lo, hi = (SKIP_START, len(loss) - SKIP_END) if len(loss) > SKIP_START + SKIP_END + 2 else (0, len(loss))
@@ -76,23 +79,36 @@ def find_lr(model: nn.Module, datapath: DataPath, train: np.ndarray, recipe: Rec
     from torch_lr_finder import LRFinder, TrainDataLoaderIter
     from torch_lr_finder import lr_finder as lr_finder_module
 
+    accumulation = int(recipe.grad_accumulation)
+
     class EpochIter(TrainDataLoaderIter):  # type: ignore[misc]
-        """Endless class-balanced batches; each pass over the data draws a fresh, seeded epoch."""
+        """Endless class-balanced batches; each pass over the data draws a fresh, seeded epoch.
+
+        With ``grad_accumulation`` = k it yields each batch's micro-batches (the training loop's split), and
+        the finder accumulates k of them per step: the range test sees the memory footprint and the
+        effective batch of training."""
 
         def __init__(self) -> None:
             self.passes = 0
+            self.pending: list[Any] = []
             super().__init__(datapath.train_batches(train, 0, stream=LR_FIND_STREAM))
 
-        def __next__(self) -> Any:
+        def _next_batch(self) -> Any:
             try:
-                batch = next(self._iterator)
+                return next(self._iterator)
             except StopIteration:
                 self.passes += 1
                 self._iterator = iter(datapath.train_batches(train, self.passes, stream=LR_FIND_STREAM))
-                batch = next(self._iterator)
-            if progress is not None:
-                progress(1)
-            return self.inputs_labels_from_batch(batch)
+                return next(self._iterator)
+
+        def __next__(self) -> Any:
+            if not self.pending:
+                images, labels = self._next_batch()
+                sizes = micro_batches(int(labels.shape[0]), accumulation)
+                self.pending = list(zip(images.split(sizes), labels.split(sizes), strict=True))
+                if progress is not None:
+                    progress(1)
+            return self.inputs_labels_from_batch(self.pending.pop(0))
 
     cfg = recipe.lr_find
     initial = copy.deepcopy(model.state_dict())
@@ -109,7 +125,7 @@ def find_lr(model: nn.Module, datapath: DataPath, train: np.ndarray, recipe: Rec
         with contextlib.redirect_stdout(io.StringIO()), \
                 unittest.mock.patch.object(lr_finder_module, "tqdm", lambda iterable, *_a, **_k: iterable):
             finder.range_test(EpochIter(), end_lr=cfg.end_lr, num_iter=cfg.num_iter, step_mode="exp",
-                              diverge_th=5)
+                              diverge_th=5, accumulation_steps=accumulation)
         lrs = [float(x) for x in finder.history["lr"]]
         losses = [float(x) for x in finder.history["loss"]]
     finally:
@@ -125,7 +141,7 @@ class LrFindOptions:
 
     fold: int = 0
     data: str | None = None
-    out: Path = Path("runs")
+    out: Path = field(default_factory=runs_dir)  # <root>/runs (bmbench.paths)
     device: str = "auto"
     seed: int = 0
     force: bool = False
@@ -137,7 +153,7 @@ class LrFindOutcome:
 
     path: Path
     plot: Path
-    record: dict[str, Any] = field(repr=False)
+    record: LrFindRecord = field(repr=False)
     computed: bool
     synthetic: bool
     recipe_uses_it: bool
@@ -181,10 +197,10 @@ def run_lr_find(loaded: Any, options: LrFindOptions, progress: Callable[[int], N
     def compute() -> LrFindResult:
         paths = index.paths_for(split.image_ids, split.name)
         model, _ = fold_model(loaded, options.seed, options.fold)
-        datapath = make_datapath(recipe, paths, split, NUM_CLASSES, device=device, seed=options.seed,
-                                 fold=options.fold, channels_last=device.type == "cuda" and recipe.channels_last)
         settings = settings_for(recipe, device, epochs=recipe.epochs, lr=recipe.lr_find.start_lr,
-                                seed=options.seed, max_steps=None)
+                                seed=options.seed, max_steps=None, backbone=sub.backbone or "")
+        datapath = make_datapath(recipe, paths, split, NUM_CLASSES, device=device, seed=options.seed,
+                                 fold=options.fold, channels_last=settings.channels_last)
         return find_lr(model, datapath, split.members(options.fold, "train"), recipe, settings, progress)
 
     record, computed = load_or_find_lr(path, identity, compute, device=str(device), force=options.force)

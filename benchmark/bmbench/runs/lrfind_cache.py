@@ -4,14 +4,13 @@
 ``<runs>/<submission>/<dataset>/fold<k>/lr_find.json``: whichever runs first computes the test, the other
 reuses it, so a plot a user looked at is exactly the learning rate the run trains with. Each file records
 what it was computed for (submission and recipe digests, split, fold, seed); a file computed for something
-else is refused rather than silently reused. This module imports neither torch nor matplotlib at load time
-(``bmbench run``'s output-folder check uses it).
+else is refused rather than silently reused (the file's model and reader are :mod:`bmbench.records.lrfind`).
+This module imports neither torch nor matplotlib at load time (``bmbench run``'s output-folder check uses it).
 """
 
 from __future__ import annotations
 
 import io
-import json
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -19,13 +18,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bmbench import atomic
-from bmbench.errors import BmbenchError
+from bmbench.records.lrfind import LR_FIND_FILE, LrFindIdentity, LrFindRecord, read_lr_find, write_lr_find
 
-LR_FIND_FILE = "lr_find.json"
 LR_FIND_PLOT = "lr_find.png"
 LR_FIND_OUTPUTS = frozenset({LR_FIND_FILE, LR_FIND_PLOT})
 """Files a fold folder may hold before training starts (``bmbench run`` does not count them as results)."""
-IDENTITY_KEYS = ("submission", "submission_digest", "recipe_digest", "split", "split_sha256", "fold", "seed")
+__all__ = ["LR_FIND_FILE", "LR_FIND_OUTPUTS", "LR_FIND_PLOT", "load_or_find_lr", "lr_find_identity", "lr_find_path",
+           "lr_find_record", "plot_lr_find", "read_lr_find"]
 
 
 class RangeTestResult(Protocol):
@@ -39,51 +38,21 @@ def lr_find_path(run_dir: Path, fold: int) -> Path:
     return Path(run_dir) / f"fold{fold}" / LR_FIND_FILE
 
 
-def lr_find_identity(loaded: Any, split: Any, fold: int, seed: int) -> dict[str, Any]:
+def lr_find_identity(loaded: Any, split: Any, fold: int, seed: int) -> LrFindIdentity:
     """What a cached range test must have been computed for to be reused (a ``LoadedSubmission``, a ``Split``)."""
-    return {"submission": loaded.submission.name, "submission_digest": loaded.digest,
-            "recipe_digest": loaded.submission.recipe.digest(), "split": split.name,
-            "split_sha256": split.sha256, "fold": int(fold), "seed": int(seed)}
+    return LrFindIdentity(submission=loaded.submission.name, submission_digest=loaded.digest,
+                          recipe_digest=loaded.submission.recipe.digest(), split=split.name,
+                          split_sha256=split.sha256, fold=int(fold), seed=int(seed))
 
 
-def read_lr_find(path: Path, identity: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Load a cached range test; refuse a malformed file or one computed for another submission/recipe/fold.
-
-    Files without a ``computed_for`` record (written by hand, or by an older bmbench) are accepted as given.
-    """
-    try:
-        record = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise BmbenchError(f"{path}: cannot read the cached learning-rate range test ({err}); delete the file "
-                           "to recompute it") from None
-    if not isinstance(record, dict):
-        raise BmbenchError(f"{path}: expected a JSON object with suggested_lr and rule; delete it to recompute")
-    lr = record.get("suggested_lr")
-    if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0:
-        raise BmbenchError(f"{path}: suggested_lr must be a positive number, not {lr!r}; delete it to recompute")
-    if not isinstance(record.get("rule"), str):
-        raise BmbenchError(f"{path}: the key 'rule' (which rule picked the LR) is missing; delete it to recompute")
-    recorded = record.get("computed_for")
-    if identity is not None and isinstance(recorded, dict):
-        differs = [k for k in IDENTITY_KEYS if k in recorded and recorded[k] != identity.get(k)]
-        if differs:
-            detail = ", ".join(f"{k} {recorded[k]!r} (now {identity.get(k)!r})" for k in differs)
-            raise BmbenchError(
-                f"{path} was computed for a different setting: {detail}. Delete it (or run `bmbench lr-find "
-                f"{identity.get('submission')} --fold {identity.get('fold')} --force`) to recompute the "
-                "range test for the current submission."
-            )
-    return record
+def lr_find_record(result: RangeTestResult, identity: LrFindIdentity | None, device: str) -> LrFindRecord:
+    """The record of a fresh range test: the curve, the suggestion, the rule, and what it is for."""
+    return LrFindRecord.model_validate({**result.to_json(), "computed_for": identity, "device": device,
+                                        "created_at": datetime.now(UTC).isoformat(timespec="seconds")})
 
 
-def lr_find_record(result: RangeTestResult, identity: dict[str, Any], device: str) -> dict[str, Any]:
-    """The JSON document of a fresh range test: the curve, the suggestion, the rule, and what it is for."""
-    return {**result.to_json(), "computed_for": identity, "device": device,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
-
-
-def load_or_find_lr(path: Path, identity: dict[str, Any], compute: Callable[[], RangeTestResult], *,
-                    device: str, force: bool = False) -> tuple[dict[str, Any], bool]:
+def load_or_find_lr(path: Path, identity: LrFindIdentity | None, compute: Callable[[], RangeTestResult], *,
+                    device: str, force: bool = False) -> tuple[LrFindRecord, bool]:
     """The cached range test at ``path`` or, if there is none (or ``force``), ``compute()`` written atomically.
 
     Returns ``(record, computed)``. ``compute`` runs only when needed: the range test costs minutes on a
@@ -92,22 +61,22 @@ def load_or_find_lr(path: Path, identity: dict[str, Any], compute: Callable[[], 
     if Path(path).is_file() and not force:
         return read_lr_find(path, identity), False
     record = lr_find_record(compute(), identity, device)
-    atomic.write_json(path, record)
+    write_lr_find(path, record)
     return record, True
 
 
-def plot_lr_find(record: dict[str, Any], path: Path, title: str = "") -> None:
+def plot_lr_find(record: LrFindRecord, path: Path, title: str = "") -> None:
     """Loss against learning rate (log x axis) with the suggested LR marked and its rule in the legend (PNG)."""
     from matplotlib.figure import Figure  # lazily: only the lr-find command draws
 
     fig = Figure(figsize=(6.4, 4.2), dpi=120)
     ax = fig.subplots()
-    lrs, losses = record.get("lrs") or [], record.get("losses") or []
+    lrs, losses = record.lrs, record.losses
     finite = [(lr, loss) for lr, loss in zip(lrs, losses, strict=False) if math.isfinite(loss)]
     if finite:
         ax.plot([p[0] for p in finite], [p[1] for p in finite], color="tab:blue", label="training loss (smoothed)")
-    lr = float(record["suggested_lr"])
-    ax.axvline(lr, color="tab:red", linestyle="--", label=f"suggested LR {lr:.3g} (rule: {record['rule']})")
+    lr = record.suggested_lr
+    ax.axvline(lr, color="tab:red", linestyle="--", label=f"suggested LR {lr:.3g} (rule: {record.rule})")
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("loss")

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 from bmbench.errors import BmbenchError
+from bmbench.records.fold import completed_folds
+from bmbench.records.run import RunRecord, read_run
+from bmbench.runs.run import RunResult, finalize_run
 from bmbench.splits.store import load_split
-from bmbench.runs.run import RunResult, completed_folds, finalize_run
 
-SAME = ("submission.digest", "recipe_digest", "split.sha256", "data.dataset", "seed", "smoke")
+SAME = ("submission.digest", "recipe_digest", "split.sha256", "data.dataset", "seed", "smoke", "protocol")
 
 
-def _get(run: dict[str, Any], dotted: str) -> Any:
-    value: Any = run
+def _get(run: RunRecord, dotted: str) -> Any:
+    value: Any = run.model_dump(mode="json")
     for part in dotted.split("."):
         value = value.get(part) if isinstance(value, dict) else None
     return value
@@ -24,15 +25,10 @@ def _get(run: dict[str, Any], dotted: str) -> Any:
 def merge_runs(run_dirs: list[Path], out: Path) -> RunResult:
     """Copy the completed folds of ``run_dirs`` into ``out`` and score them as one run.
 
-    The runs must share submission digest, recipe digest, split hash, data set, seed and smoke settings;
-    a fold present in two runs is refused rather than silently picked.
+    The runs must share submission digest, recipe digest, split hash, data set, seed, smoke settings and
+    protocol; a fold present in two runs is refused rather than silently picked.
     """
-    runs: list[tuple[Path, dict[str, Any]]] = []
-    for run_dir in run_dirs:
-        path = run_dir / "run.json"
-        if not path.is_file():
-            raise BmbenchError(f"{run_dir} is not a finished bmbench run folder (no run.json)")
-        runs.append((run_dir, json.loads(path.read_text(encoding="utf-8"))))
+    runs = [(run_dir, read_run(run_dir)) for run_dir in run_dirs]
     first_dir, first = runs[0]
     for run_dir, run in runs[1:]:
         for key in SAME:
@@ -49,8 +45,7 @@ def merge_runs(run_dirs: list[Path], out: Path) -> RunResult:
         raise BmbenchError(f"{out} is not empty; merge into a new folder")
     for fold, run_dir in sorted(sources.items()):
         shutil.copytree(run_dir / f"fold{fold}", out / f"fold{fold}")
-    split = load_split(first["split"]["name"])
-    base = {k: v for k, v in first.items() if k not in ("folds", "device_hours", "created_at")}
-    base["merged_from"] = [str(d) for d, _ in runs]
-    base["devices"] = [run.get("device") for _, run in runs]
+    split = load_split(first.split.name)
+    base = first.model_copy(update={"merged_from": [str(d) for d, _ in runs],
+                                    "devices": [run.device for _, run in runs]})
     return finalize_run(out, split, base)

@@ -5,12 +5,10 @@ from __future__ import annotations
 import platform
 import subprocess
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
-from bmbench import __version__
+from bmbench import __version__, paths
 
-REPO = Path(__file__).resolve().parents[3]
 
 
 def package_versions() -> dict[str, str | None]:
@@ -25,11 +23,14 @@ def package_versions() -> dict[str, str | None]:
 
 
 def git_commit() -> dict[str, Any]:
-    """The checkout's commit and whether tracked files differ from it (None outside a git checkout)."""
+    """The checkout's commit and whether tracked files differ from it (None for an installed wheel)."""
+    checkout = paths.source_checkout()
+    if checkout is None:
+        return {"commit": None, "dirty": None}
     try:
-        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
+        commit = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True,
                                 check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(checkout), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, check=True, timeout=10).stdout.strip() != ""
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}

@@ -13,7 +13,6 @@ Each fold is an independent job: ``--folds 3`` on one machine and ``--folds 4`` 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,18 +23,23 @@ from typing import Any
 import numpy as np
 
 from bmbench import atomic
+from bmbench.extras import require
+from bmbench.paths import runs_dir
 from bmbench.classes import CLASS_CODES, NUM_CLASSES
 from bmbench.data.layout import scan_data
 from bmbench.data.source import resolve_data
 from bmbench.engine.device import resolve_device
 from bmbench.errors import BmbenchError
+from bmbench.records.fold import FOLD_FILE, FoldRecord, completed_folds, write_fold
+from bmbench.protocols import FINETUNE
+from bmbench.records.run import RUN_SCHEMA_VERSION, RunRecord, write_run
+from bmbench.records.score import SCORE_FILE, write_score
 from bmbench.scoring.score import score_file
 from bmbench.splits.store import Split, load_split, split_for_dataset
 from bmbench.submissions.schema import LoadedSubmission
 from bmbench.recipe import Recipe
 
-RUN_SCHEMA_VERSION = 1
-FOLD_DONE = "fold.json"
+FOLD_DONE = FOLD_FILE
 FOLD_PREDICTIONS = "test_predictions.csv"
 
 
@@ -45,26 +49,38 @@ class RunOptions:
 
     data: str | None = None
     folds: tuple[int, ...] | None = None
-    out: Path = Path("runs")
+    out: Path = field(default_factory=runs_dir)  # <root>/runs (bmbench.paths)
     device: str = "auto"
     epochs: int | None = None
     max_steps: int | None = None
     resume: bool = False
     seed: int = 0
+    lr_find_steps: int | None = None  # cap of the range test (lr = "find"); smoke runs default to SMOKE_LR_FIND_STEPS
 
     @property
     def smoke(self) -> bool:
         """A run with shortened training is not comparable with full runs."""
         return self.epochs is not None or self.max_steps is not None
 
+    @property
+    def lr_find_cap(self) -> int | None:
+        """Steps of the range test if capped: ``lr_find_steps``, else a small default for smoke runs."""
+        return self.lr_find_steps if self.lr_find_steps is not None else (SMOKE_LR_FIND_STEPS if self.smoke else None)
+
+
+SMOKE_LR_FIND_STEPS = 10
+"""Range-test steps of a smoke run (``--epochs``/``--max-steps``) unless ``--lr-find-steps`` says otherwise: the
+full 100-step test took 3.7 of a 5.5-minute smoke run."""
+
 
 @dataclass
 class RunResult:
-    """Where a run wrote its results, and the score document."""
+    """Where a run wrote its results, the score document, and the run record (``run``/``folds``: as written)."""
 
     run_dir: Path
     score: dict[str, Any]
-    run: dict[str, Any]
+    record: RunRecord
+    run: dict[str, Any] = field(default_factory=dict)
     folds: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -97,15 +113,6 @@ def prediction_header() -> str:
     return ",".join(["image_id", "fold", "pred", *(f"p_{c}" for c in CLASS_CODES)])
 
 
-def completed_folds(run_dir: Path) -> dict[int, dict[str, Any]]:
-    """Fold number -> fold.json of every completed fold in a run folder."""
-    done: dict[int, dict[str, Any]] = {}
-    for path in sorted(run_dir.glob(f"fold*/{FOLD_DONE}")):
-        record = json.loads(path.read_text(encoding="utf-8"))
-        done[int(record["fold"])] = record
-    return done
-
-
 def merge_predictions(fold_dirs: dict[int, Path], out: Path) -> None:
     """Concatenate per-fold predictions (ascending fold) into one predictions file, atomically."""
     with atomic.atomic_open(out, "w") as handle:
@@ -123,13 +130,15 @@ def _holds_results(fold_dir: Path) -> bool:
 
 def fold_model(loaded: LoadedSubmission, seed: int, fold: int) -> tuple[Any, dict[str, Any]]:
     """The fold's initial model and its init record; ``run`` and ``lr-find`` build it with the same seed."""
+    require("torch", "train", f"training {loaded.submission.name}")
     import torch
 
     from bmbench.models.init import build_initialised_model
     from bmbench.datapaths.sampling import epoch_seed
 
+    sub = loaded.submission
     torch.manual_seed(epoch_seed(seed, fold, 0, stream=2))  # model initialisation
-    return build_initialised_model(loaded, NUM_CLASSES)
+    return build_initialised_model(sub.backbone, sub.init, NUM_CLASSES, loaded.folder)
 
 
 def _check_out_dir(run_dir: Path, folds: Sequence[int], resume: bool) -> None:
@@ -148,32 +157,41 @@ def _run_torch_fold(loaded: LoadedSubmission, recipe: Recipe, split: Split, path
                     options: RunOptions, device: Any, fold_dir: Path, progress: Any, dist: Any) -> dict[str, Any]:
     from bmbench.datapaths.gpu import describe_datapath, make_datapath
     from bmbench.engine.loop import settings_for, train_fold
+    from bmbench.models.backbones import count_parameters
     from bmbench.runs.lrfind import find_lr
-    from bmbench.runs.lrfind_cache import load_or_find_lr, lr_find_identity, read_lr_find
+    from bmbench.runs.lrfind_cache import LR_FIND_FILE, load_or_find_lr, lr_find_identity, read_lr_find
 
     model, init_info = fold_model(loaded, options.seed, fold)
+    parameters = count_parameters(model)  # recorded in run.json: the leaderboard never builds the model
+    backbone = loaded.submission.backbone or ""  # per-backbone fast paths (engine.fastpath)
     def datapath_for(dist_context: Any) -> Any:  # recipe.data_path: plain DataLoader or GPU-resident
+        layout = settings_for(recipe, device, epochs=1, lr=0.0, seed=options.seed, max_steps=None, backbone=backbone)
         return make_datapath(recipe, paths, split, NUM_CLASSES, device=device, seed=options.seed, fold=fold,
-                             dist=dist_context, channels_last=device.type == "cuda" and recipe.channels_last)
+                             dist=dist_context, channels_last=layout.channels_last)
 
     main = dist is None or dist.is_main
     train, val, test = (split.members(fold, role) for role in ("train", "val", "test"))
     epochs = options.epochs or recipe.epochs
-    lr_info: dict[str, Any]
     if recipe.lr == "find":
-        cache, identity = fold_dir / "lr_find.json", lr_find_identity(loaded, split, fold, options.seed)
+        cache, identity = fold_dir / LR_FIND_FILE, lr_find_identity(loaded, split, fold, options.seed)
+        lr_recipe = recipe
+        if options.lr_find_cap is not None:  # a capped test: its own recipe digest, never reused by a full run
+            lr_recipe = recipe.model_copy(update={"lr_find": recipe.lr_find.model_copy(
+                update={"num_iter": min(options.lr_find_cap, recipe.lr_find.num_iter)})})
+            identity = identity.model_copy(update={"recipe_digest": lr_recipe.digest()})
         if main:  # one process runs (or reuses) the range test with the global batch
             probe = settings_for(recipe, device, epochs=epochs, lr=recipe.lr_find.start_lr, seed=options.seed,
-                                 max_steps=options.max_steps)
-            load_or_find_lr(cache, identity, lambda: find_lr(model, datapath_for(None), train, recipe, probe),
+                                 max_steps=options.max_steps, backbone=backbone)
+            load_or_find_lr(cache, identity, lambda: find_lr(model, datapath_for(None), train, lr_recipe, probe),
                             device=str(device))
         if dist is not None:
             dist.barrier()
-        lr_info = read_lr_find(cache, identity)
-        lr = float(lr_info["suggested_lr"])
+        found = read_lr_find(cache, identity)
+        lr, lr_rule = found.suggested_lr, found.rule
     else:
-        lr, lr_info = float(recipe.lr), {"suggested_lr": None, "rule": "fixed in the recipe"}
-    settings = settings_for(recipe, device, epochs=epochs, lr=lr, seed=options.seed, max_steps=options.max_steps)
+        lr, lr_rule = float(recipe.lr), "fixed in the recipe"
+    settings = settings_for(recipe, device, epochs=epochs, lr=lr, seed=options.seed, max_steps=options.max_steps,
+                            backbone=backbone)
     datapath = datapath_for(dist)
     outcome = train_fold(model, datapath, recipe, settings, fold=fold, train=train, val=val, test=test,
                          fold_dir=fold_dir, resume=options.resume, progress=progress)
@@ -181,8 +199,8 @@ def _run_torch_fold(loaded: LoadedSubmission, recipe: Recipe, split: Split, path
         write_fold_predictions(fold_dir / FOLD_PREDICTIONS, split, fold, outcome.test_positions, outcome.test_probs)
     return {"best_epoch": outcome.best_epoch, "best_val_accuracy": outcome.best_val_accuracy,
             "epochs_run": outcome.epochs_run, "seconds": outcome.seconds, "lr": lr,
-            "lr_rule": lr_info["rule"], "init": init_info,
-            "bf16": settings.bf16, "channels_last": settings.channels_last, "compile": settings.compile,
+            "lr_rule": lr_rule, "init": init_info, "parameters": parameters,
+            **settings.describe(), "compile_fallback": outcome.compile_fallback,
             "processes": dist.world_size if dist is not None else 1, "data_path": describe_datapath(datapath)}
 
 
@@ -194,7 +212,7 @@ def _run_baseline_fold(loaded: LoadedSubmission, split: Split, paths: list[Path]
     result = fit_predict_fold(loaded.submission.arch, features(), split.labels, split, fold, seed=options.seed)
     write_fold_predictions(fold_dir / FOLD_PREDICTIONS, split, fold, result.test_positions, result.probs)
     return {"best_val_accuracy": result.val_accuracy, "params": result.params,
-            "seconds": time.perf_counter() - started, "init": {"init": "none"}}
+            "seconds": time.perf_counter() - started, "init": {"init": "none"}, "parameters": None}
 
 
 def resolve_run_target(loaded: LoadedSubmission, options: RunOptions) -> tuple[Any, Split, tuple[int, ...], Path]:
@@ -222,6 +240,8 @@ def run_submission(loaded: LoadedSubmission, options: RunOptions, progress: Any 
     sub = loaded.submission
     recipe = sub.recipe
     index, split, folds, run_dir = resolve_run_target(loaded, options)
+    for stale_in in (run_dir, *(_fold_dir(run_dir, f) for f in folds)):  # writers killed mid-write
+        atomic.remove_stale(stale_in)
     paths = index.paths_for(split.image_ids, split.name)
     device = resolve_device(options.device) if sub.kind != "baseline" else None
     dist = None
@@ -250,24 +270,26 @@ def run_submission(loaded: LoadedSubmission, options: RunOptions, progress: Any 
         fold_dir = _fold_dir(run_dir, fold)
         if options.resume and (fold_dir / FOLD_DONE).is_file():
             continue
-        fold_dir.mkdir(parents=True, exist_ok=True)
-        if sub.kind == "baseline":
-            record = _run_baseline_fold(loaded, split, paths, fold, options, fold_dir, features)
-        else:
-            record = _run_torch_fold(loaded, recipe, split, paths, fold, options, device, fold_dir, progress, dist)
+        with atomic.made_folder(fold_dir):  # a fold refused before writing anything leaves no folder
+            if sub.kind == "baseline":
+                record = _run_baseline_fold(loaded, split, paths, fold, options, fold_dir, features)
+            else:
+                record = _run_torch_fold(loaded, recipe, split, paths, fold, options, device, fold_dir, progress,
+                                         dist)
         devices = (dist.world_size if dist else 1) if device is not None and device.type == "cuda" else 0
-        record = {"fold": fold, **record, "device_hours": record["seconds"] / 3600 * devices,
-                  "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        done = FoldRecord.model_validate({"fold": fold, **record, "device_hours": record["seconds"] / 3600 * devices,
+                                          "finished_at": datetime.now(UTC).isoformat(timespec="seconds")})
         if main:
-            atomic.write_json(fold_dir / FOLD_DONE, record)
+            write_fold(fold_dir / FOLD_DONE, done)
         if dist is not None:
             dist.barrier()
     wall = time.perf_counter() - started
     if not main:
         return None
 
-    return finalize_run(run_dir, split, {
+    return finalize_run(run_dir, split, RunRecord.model_validate({
         "schema_version": RUN_SCHEMA_VERSION,
+        "protocol": FINETUNE,
         "submission": {"name": sub.name, "digest": loaded.digest, "backbone": sub.backbone, "init": sub.init,
                        "folder": str(loaded.folder)},
         "recipe": recipe.model_dump(mode="json"),
@@ -281,23 +303,40 @@ def run_submission(loaded: LoadedSubmission, options: RunOptions, progress: Any 
         "versions": package_versions(),
         "git": git_commit(),
         "wall_seconds_this_invocation": wall,
-    })
+    }))
 
 
-def finalize_run(run_dir: Path, split: Split, run: dict[str, Any]) -> RunResult:
-    """Merge the completed folds' predictions, score them with the official scorer, write run.json."""
+def _parameters(run: RunRecord, folds: Sequence[FoldRecord]) -> int | None:
+    """The model's parameter count: the one every fold recorded (None for baselines and older folds)."""
+    counts = {f.parameters for f in folds}
+    if len(counts) > 1:
+        raise BmbenchError(f"the folds record different parameter counts ({sorted(map(str, counts))}): they "
+                           "were not trained with the same model", exit_code=2)
+    counted = counts.pop() if counts else None
+    return run.parameters if counted is None else int(counted)
+
+
+def finalize_run(run_dir: Path, split: Split, run: RunRecord) -> RunResult:
+    """Merge the completed folds' predictions, score them with the official scorer, write run.json.
+
+    ``run`` is the record of the run so far; its folds, totals and parameter count are taken from the
+    completed folds' ``fold.json``.
+    """
     done = completed_folds(run_dir)
     if not done:
         raise BmbenchError(f"{run_dir} holds no completed fold")
     merge_predictions({f: _fold_dir(run_dir, f) for f in done}, run_dir / "predictions.csv")
     score = score_file(run_dir / "predictions.csv", split.name)
-    atomic.write_json(run_dir / "score.json", score)
+    write_score(run_dir / SCORE_FILE, score)
+    folds = [done[f] for f in sorted(done)]
     # A fold initialised from a smoke pre-training checkpoint makes the whole run not comparable.
-    smoke_init = any(((d.get("init") or {}).get("pretraining") or {}).get("smoke") for d in done.values())
-    run = {**run, "folds": [done[f] for f in sorted(done)],
-           "comparable": bool(run.get("comparable")) and not smoke_init,
-           "smoke_pretraining": smoke_init,
-           "device_hours": sum(float(d.get("device_hours", 0.0)) for d in done.values()),
-           "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    atomic.write_json(run_dir / "run.json", run)
-    return RunResult(run_dir=run_dir, score=score, run=run, folds=[done[f] for f in sorted(done)])
+    smoke_init = any(f.smoke_pretraining for f in folds)
+    record = RunRecord.model_validate({
+        **run.model_dump(mode="json"), "schema_version": RUN_SCHEMA_VERSION,
+        "folds": [f.model_dump(mode="json") for f in folds],
+        "comparable": run.comparable and not smoke_init, "smoke_pretraining": smoke_init,
+        "parameters": _parameters(run, folds), "device_hours": sum(f.device_hours for f in folds),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds")})
+    write_run(run_dir, record)
+    written = record.model_dump(mode="json")
+    return RunResult(run_dir=run_dir, score=score, record=record, run=written, folds=written["folds"])

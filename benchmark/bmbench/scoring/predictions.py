@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bmbench import safe_io
 from bmbench.classes import CLASS_CODES, CLASS_INDEX
 from bmbench.errors import PredictionsError
 from bmbench.splits.algorithm import ROLES, TEST
@@ -116,11 +117,22 @@ def _check_header(path: Path, header_line: bytes) -> bool:
     raise _fail(path, f"header columns are in the wrong order: got {','.join(columns)}; expected {want}")
 
 
-def _first_bad_row(path: Path, text: str, n_fields: int) -> PredictionsError:
-    """Slow path after a parser complaint: find the first row with the wrong number of fields."""
-    for lineno, row in enumerate(csv.reader(io.StringIO(text)), start=1):
-        if row and len(row) != n_fields:
-            return _fail(path, f"line {lineno} has {len(row)} fields; the header has {n_fields}")
+def _first_bad_row(path: Path, data: bytes, n_fields: int) -> PredictionsError:
+    """Slow path after a parser complaint: find the first row with the wrong number of fields.
+
+    Works on the bytes so that invalid UTF-8 or an over-long quoted field is reported, not raised.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return _not_utf8(path, data)
+    reader = csv.reader(io.StringIO(text))
+    try:
+        for row in reader:
+            if row and len(row) != n_fields:
+                return _fail(path, f"line {reader.line_num} has {len(row)} fields; the header has {n_fields}")
+    except csv.Error as err:  # e.g. a quoted field longer than csv.field_size_limit(), a stray NUL
+        return _fail(path, f"line {reader.line_num}: {err}; check the quoting (a quote opened and never closed?)")
     return _fail(path, "the file could not be parsed as CSV")
 
 
@@ -128,7 +140,12 @@ def _non_numeric(path: Path, data: bytes) -> PredictionsError:
     """Slow path: name the probability cells that are not numbers."""
     import pandas as pd
 
-    frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, skip_blank_lines=False)
+    try:
+        frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, skip_blank_lines=False)
+    except UnicodeDecodeError:
+        return _not_utf8(path, data)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
+        return _fail(path, "the file could not be parsed as CSV")
     for column in PROB_COLUMNS:
         bad = pd.to_numeric(frame[column], errors="coerce").isna() & ~frame[column].isin(_NA_TEXT)
         if bad.any():
@@ -165,7 +182,7 @@ def _parse(path: Path, data: bytes, has_probs: bool):  # -> pandas.DataFrame
     except UnicodeDecodeError:
         raise _not_utf8(path, data) from None
     except (pd.errors.ParserError, pd.errors.ParserWarning):
-        raise _first_bad_row(path, data.decode("utf-8"), n_fields) from None
+        raise _first_bad_row(path, data, n_fields) from None
     if len(frame) == 0:
         raise _fail(path, "the file has a header but no prediction rows")
     if has_probs and not all(pd.api.types.is_float_dtype(frame[c]) or pd.api.types.is_integer_dtype(frame[c])
@@ -183,12 +200,10 @@ def _parse(path: Path, data: bytes, has_probs: bool):  # -> pandas.DataFrame
 def read_predictions(path: Path, split: Split) -> Predictions:
     """Read ``path`` and validate every row against ``split``; raise PredictionsError on any problem."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise _fail(path, "no such file") from None
-    except IsADirectoryError:
-        raise _fail(path, "is a folder; pass the predictions CSV file") from None
+    try:  # a regular file of plausible size only: no FIFO, device or symlink loop (bmbench.safe_io)
+        raw = safe_io.read_bytes(path, what="predictions file", kind="predictions")
+    except safe_io.UnsafeInputError as err:
+        raise PredictionsError(err.message) from None
     digest = hashlib.sha256(raw).hexdigest()
     data = _strip_bom(path, raw)
     newline = data.find(b"\n")

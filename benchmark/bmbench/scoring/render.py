@@ -8,9 +8,12 @@ from rich.console import Console
 from rich.table import Table
 
 from bmbench.classes import cell_classes
+from bmbench.metric_registry import METRICS, PER_FOLD_METRICS
 
 
-def _pm(stat: dict[str, float | None]) -> str:
+def _pm(stat: dict[str, float | None] | None) -> str:
+    if stat is None:
+        return "—"
     std = stat.get("std")
     return f"{stat['mean']:.3f}" + (f" ± {std:.3f}" if std is not None else "")
 
@@ -25,21 +28,24 @@ def render_score(score: dict[str, Any], console: Console) -> None:
     summary.add_column("mean ± std", justify="right")
     summary.add_column("convention")
     s = score["summary"]
-    for name in ("precision", "recall", "f1"):
-        summary.add_row(name, _pm(s[name]), "paper: mean of per-class means ± mean of per-class stds")
-    for name in ("macro_f1", "balanced_accuracy", "accuracy", "weighted_f1"):
-        summary.add_row(name, _pm(s[name]), "mean ± sample std over folds")
+    for spec in METRICS:
+        if spec.convention == "paper":
+            convention = "paper: mean of per-class means ± mean of per-class stds"
+        elif s.get(spec.name) is None:
+            convention = "needs the 21 probability columns p_ABE..p_PMO"
+        else:
+            convention = "mean ± sample std over folds" + ("" if spec.higher_is_better else " (lower is better)")
+        summary.add_row(spec.name, _pm(s.get(spec.name)), convention)
     console.print(summary)
 
     per_fold = Table(title=f"Per fold{tag}", title_justify="left")
-    for column in ("fold", "images", "accuracy", "balanced acc.", "macro F1", "weighted F1"):
+    shown = [name for name in PER_FOLD_METRICS if any(row.get(name) is not None for row in score["per_fold"])]
+    labels = {spec.name: spec.label for spec in METRICS}
+    for column in ("fold", "images", *(labels[name] for name in shown)):
         per_fold.add_column(column, justify="right")
     for row in score["per_fold"]:
         images = sum(sum(r) for r in row["confusion"])
-        per_fold.add_row(
-            str(row["fold"]), str(images), f"{row['accuracy']:.3f}", f"{row['balanced_accuracy']:.3f}",
-            f"{row['macro_f1']:.3f}", f"{row['weighted_f1']:.3f}",
-        )
+        per_fold.add_row(str(row["fold"]), str(images), *(f"{row[name]:.3f}" for name in shown))
     console.print(per_fold)
 
     per_class = Table(title=f"Per class (mean ± std over folds){tag}", title_justify="left")

@@ -1,22 +1,14 @@
-"""The score document: metrics per fold and class, and the paper-convention summary (schema below).
+"""The score document: metrics per fold and class, and the summary; its format is :mod:`bmbench.records.score`.
 
-``score.json`` (``schema_version`` 1)::
-
-    schema_version, bmbench_version,
-    split: {name, sha256, dataset}, synthetic: bool,
-    predictions: {file, sha256, rows, has_probabilities},
-    classes: [21 codes in index order], folds: [folds scored],
-    per_fold: [{fold, confusion (21x21 ints, rows true, columns predicted), accuracy,
-                balanced_accuracy, macro_f1, weighted_f1}],
-    per_class: {code: {precision|recall|f1: {mean, std, folds: [...]}, support}},
-    summary: {precision|recall|f1: {mean, std} (paper convention),
-              macro_f1|accuracy|balanced_accuracy|weighted_f1: {mean, std} (over folds)}
-
-Conventions are those of :mod:`bmbench.scoring.metrics`; std is null for a single fold.
+Which metrics exist, and how each is aggregated, is :mod:`bmbench.metric_registry`; this module computes
+them: confusion-matrix metrics through :func:`bmbench.scoring.metrics.fold_metrics`, probability metrics
+through :mod:`bmbench.scoring.probability` (null when the file has no probabilities). Conventions are those
+of :mod:`bmbench.scoring.metrics`; std is null for a single fold.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +16,14 @@ import numpy as np
 
 from bmbench import __version__
 from bmbench.classes import CLASS_CODES, NUM_CLASSES
+from bmbench.metric_registry import FOLD_METRICS, PAPER_METRICS, PROBABILITY_METRICS
+from bmbench.scoring import probability
 from bmbench.scoring.metrics import confusion_matrix, fold_metrics, mean_std, paper_summary_from_folds
 from bmbench.scoring.predictions import Predictions, read_predictions
 from bmbench.splits.store import Split, load_split
 
-SCHEMA_VERSION = 1
-PAPER_METRICS: tuple[str, ...] = ("precision", "recall", "f1")
-FOLD_METRICS: tuple[str, ...] = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1")
+SCHEMA_VERSION = 2
+"""Version of the score document this scorer writes (:mod:`bmbench.records.score`)."""
 
 
 def confusions_by_fold(preds: Predictions, split: Split) -> dict[int, np.ndarray]:
@@ -42,16 +35,55 @@ def confusions_by_fold(preds: Predictions, split: Split) -> dict[int, np.ndarray
     }
 
 
-def score_confusions(confusions: dict[int, np.ndarray]) -> dict[str, Any]:
-    """Per-fold, per-class and summary metrics from per-fold confusion matrices.
+def probability_metrics(true: np.ndarray, probs: np.ndarray) -> dict[str, float | None]:
+    """Every probability metric of the registry for one fold (None where undefined, e.g. AUROC of one class)."""
+    out: dict[str, float | None] = {}
+    for name in PROBABILITY_METRICS:
+        value = getattr(probability, name)(true, probs)
+        out[name] = value if math.isfinite(value) else None
+    return out
+
+
+def probabilities_by_fold(preds: Predictions, split: Split) -> dict[int, dict[str, float | None]] | None:
+    """The probability metrics of each scored fold, or None when the file has no probabilities."""
+    if preds.probs is None:
+        return None
+    true = split.labels[preds.positions].astype(np.int64)
+    out = {}
+    for fold in preds.folds_scored:
+        mask = preds.folds == fold
+        out[fold] = probability_metrics(true[mask], preds.probs[mask])
+    return out
+
+
+def _summary_of(values: list[float | None]) -> dict[str, float | None] | None:
+    if not values or any(v is None for v in values):
+        return None
+    mean, std = mean_std([float(v) for v in values if v is not None])
+    return {"mean": mean, "std": std}
+
+
+def probability_summary(per_fold: dict[int, dict[str, float | None]]) -> dict[str, dict[str, float | None] | None]:
+    """Mean and sample std over folds of each probability metric (None if a fold lacks it)."""
+    folds = sorted(per_fold)
+    return {name: _summary_of([per_fold[f][name] for f in folds]) for name in PROBABILITY_METRICS}
+
+
+def score_confusions(confusions: dict[int, np.ndarray],
+                     probabilities: dict[int, dict[str, float | None]] | None = None) -> dict[str, Any]:
+    """Per-fold, per-class and summary metrics from per-fold confusion matrices (and probability metrics).
 
     The leaderboard recomputes entries through this same function, so every number on the board comes
-    from the confusion matrices it stores.
+    from the confusion matrices it stores (probability metrics from its stored predictions file).
     """
     folds = sorted(confusions)
     metrics = [fold_metrics(confusions[f]) for f in folds]
+    if probabilities is not None and sorted(probabilities) != folds:
+        raise ValueError(f"probability metrics for folds {sorted(probabilities)}, confusions for {folds}")
     per_fold = [
-        {"fold": f, "confusion": m.confusion.tolist(), **{k: getattr(m, k) for k in FOLD_METRICS}}
+        {"fold": f, "images": int(m.support.sum()), "confusion": m.confusion.tolist(),
+         **{k: getattr(m, k) for k in FOLD_METRICS},
+         **{k: (probabilities[f][k] if probabilities is not None else None) for k in PROBABILITY_METRICS}}
         for f, m in zip(folds, metrics, strict=True)
     ]
     stacked = {name: np.stack([getattr(m, name) for m in metrics]) for name in PAPER_METRICS}
@@ -71,12 +103,13 @@ def score_confusions(confusions: dict[int, np.ndarray]) -> dict[str, Any]:
     for name in FOLD_METRICS:
         mean, std = mean_std([getattr(m, name) for m in metrics])
         summary[name] = {"mean": mean, "std": std}
+    summary.update(probability_summary({p["fold"]: p for p in per_fold}))
     return {"folds": folds, "per_fold": per_fold, "per_class": per_class, "summary": summary}
 
 
 def score_predictions(preds: Predictions, split: Split) -> dict[str, Any]:
     """The full score document for validated predictions."""
-    body = score_confusions(confusions_by_fold(preds, split))
+    body = score_confusions(confusions_by_fold(preds, split), probabilities_by_fold(preds, split))
     return {
         "schema_version": SCHEMA_VERSION,
         "bmbench_version": __version__,

@@ -76,3 +76,40 @@ def render_split_csv(rows: Sequence[SplitRow], folds: int) -> bytes:
     header = ",".join(["image_id", "label", *(f"fold{f}" for f in range(folds))])
     lines = [header, *(",".join([r.image_id, r.label, *r.roles]) for r in rows)]
     return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def n_holdout_test(n: int, test_fraction: float) -> int:
+    """Hold-out test size of a class of n images: ``floor(test_fraction * n)`` (as DinoBloom's split)."""
+    return math.floor(round(test_fraction * n, 9))
+
+
+def derive_holdout(
+    split_name: str,
+    ids_by_class: Mapping[str, Sequence[str]],
+    *,
+    test_ids: frozenset[str] | None = None,
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.2,
+) -> list[SplitRow]:
+    """A one-fold split (``fold0``): a fixed test part, then validation by key among the rest.
+
+    The test part is ``test_ids`` when given (a published hold-out such as DinoBloom's), else per class
+    the first ``floor(test_fraction * n)`` ids by ``key("test", id)``. Of the m other ids of each class,
+    the first ``floor(val_fraction * m + 0.5)`` by ``key("val0", id)`` are ``val``, the rest ``train``.
+    """
+    if not 0.0 <= val_fraction < 1.0 or not 0.0 < test_fraction < 1.0:
+        raise ValueError("val_fraction must be in [0, 1) and test_fraction in (0, 1)")
+    rows: list[SplitRow] = []
+    for label, ids in ids_by_class.items():
+        if test_ids is not None:
+            test = {i for i in ids if i in test_ids}
+        else:
+            ranked = sorted(ids, key=lambda i: split_key(split_name, "test", i))
+            test = set(ranked[: n_holdout_test(len(ids), test_fraction)])
+        rest = sorted((i for i in ids if i not in test), key=lambda i: split_key(split_name, "val0", i))
+        val = set(rest[: n_val(len(rest), val_fraction)])
+        rows.extend(SplitRow(i, label, ("test" if i in test else "val" if i in val else "train",)) for i in ids)
+    if len({r.image_id for r in rows}) != len(rows):
+        raise ValueError("image ids must be unique across classes")
+    rows.sort(key=lambda r: r.image_id)
+    return rows

@@ -16,8 +16,11 @@ _ALGORITHM = '''\
 ## The algorithm
 
 Every split is derived from nothing but the list of image ids (file stems such as `ABE_00001`; for the
-BM data `<CODE>_<n:05d>` for n = 1 .. the number of images of the class) and the split's name. It uses
+BM data `<CODE>_<n:05d>` for n = 1 .. the number of images of the class), the split's name and, for
+`dinobloom-bm-v1`, DinoBloom's published list of test ids. It uses
 no library's random generator, so anyone can re-derive it:
+
+The cross-validation splits (`*-cv5-*`):
 
 - `key(purpose, id)` = hex SHA-256 of the UTF-8 string `"<split name>:<purpose>:<id>"`.
 - **Test folds.** Per class, order the ids by `key("test", id)`; the id of rank r (0-based) is in the
@@ -51,9 +54,18 @@ def derive(split, ids_of_one_class, folds=5, val_fraction=0.2):
     return roles
 ```
 
+## Hold-out splits (one fold)
+
+A hold-out split has one fold, `fold0`. Its test part is either a published list of ids (the list is
+shipped with bmbench under `sources/` and checked against its SHA-256 before use) or, per class, the first
+`floor(0.2 * n)` ids by `key("test", id)`. Of the m other ids of each class, the first
+`floor(0.2 * m + 0.5)` by `key("val0", id)` are `val`, the rest `train`. With one fold there is no
+standard deviation over folds and no fold-paired test; intervals come from bootstrapping test images.
+
 ## File format
 
-`<name>.csv`: header `image_id,label,fold0,fold1,fold2,fold3,fold4`, one row per image sorted by
+`<name>.csv`: header `image_id,label,fold0,fold1,fold2,fold3,fold4` (`image_id,label,fold0` for a hold-out
+split), one row per image sorted by
 `image_id`, `label` the class code, each fold cell `train`, `val` or `test`; UTF-8, `\\n` line ends, no
 quoting. `SHA256SUMS` holds the SHA-256 of each file in `sha256sum` format (`sha256sum -c SHA256SUMS`
 checks them). bmbench refuses to read a split whose hash differs; `bmbench splits verify` re-derives
@@ -114,6 +126,11 @@ def render_card(hashes: dict[str, str]) -> str:
     for spec in specs:
         parts.append(f"## `{spec.name}`\n")
         parts.append(spec.description + "\n")
+        if spec.test_ids is not None:
+            parts.append(f"Test ids: `{spec.test_ids}` (SHA-256 `{spec.test_ids_sha256}`), from {spec.source}. "
+                         f"Licence of the list: {spec.licence}.\n")
+        if spec.notes:
+            parts.append(f"**Caveat.** {spec.notes}\n")
         if spec.dataset.synthetic:
             parts.append("**SYNTHETIC data: for demos and tests only, never ranked with real results.**\n")
         parts.append("Images per class, and per fold the number of train / val / test images:\n")

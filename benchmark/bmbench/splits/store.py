@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache, cached_property
@@ -19,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from bmbench import atomic
+from bmbench import atomic, paths
 from bmbench.classes import CLASS_CODES, CLASS_INDEX
 from bmbench.datasets import DatasetSpec, get_dataset
 from bmbench.errors import BmbenchError, SplitIntegrityError
-from bmbench.splits.algorithm import ROLES, TEST, SplitRow, derive_split, render_split_csv
+from bmbench.splits.algorithm import ROLES, TEST, SplitRow, derive_holdout, derive_split, render_split_csv
 
 SUMS_NAME = "SHA256SUMS"
 CARD_NAME = "README.md"
@@ -38,6 +37,18 @@ class SplitSpec:
     folds: int
     val_fraction: float
     description: str
+    kind: str = "cv"
+    """``cv`` (k-fold cross-validation) or ``holdout`` (one fold, ``fold0``, with a fixed test part)."""
+    test_fraction: float = 0.2
+    """Hold-out only, without ``test_ids``: per class, the first floor(test_fraction * n) ids by key test."""
+    test_ids: str | None = None
+    """Hold-out only: a published test-id list, relative to the splits folder (``sources/<file>.csv``)."""
+    test_ids_sha256: str | None = None
+    source: str = ""
+    """Where the test-id list comes from (repository, path, commit), for the split card."""
+    licence: str = ""
+    notes: str = ""
+    """Caveats the split card states (e.g. that an encoder pre-trained on these images)."""
 
     @property
     def filename(self) -> str:
@@ -56,7 +67,19 @@ class SplitSpec:
 @cache
 def _derive_cached(spec: SplitSpec) -> tuple[SplitRow, ...]:
     ids_by_class = {code: spec.dataset.image_ids(code) for code in CLASS_CODES}
-    return tuple(derive_split(spec.name, ids_by_class, folds=spec.folds, val_fraction=spec.val_fraction))
+    if spec.kind == "cv":
+        return tuple(derive_split(spec.name, ids_by_class, folds=spec.folds, val_fraction=spec.val_fraction))
+    test_ids = None
+    if spec.test_ids is not None:
+        from bmbench.splits.sources import read_test_ids
+
+        test_ids = read_test_ids(spec.test_ids, spec.test_ids_sha256 or "",
+                                 {code: frozenset(ids) for code, ids in ids_by_class.items()})
+    return tuple(derive_holdout(spec.name, ids_by_class, test_ids=test_ids, test_fraction=spec.test_fraction,
+                                val_fraction=spec.val_fraction))
+
+
+_KINDS = {"cv", "holdout"}
 
 
 @cache
@@ -64,16 +87,26 @@ def split_specs() -> dict[str, SplitSpec]:
     """All published splits, from the packaged ``splits.toml``."""
     text = resources.files("bmbench.resources").joinpath("splits.toml").read_text(encoding="utf-8")
     table = tomllib.loads(text)["splits"]
-    return {
-        name: SplitSpec(
+    specs = {}
+    for name, entry in table.items():
+        spec = SplitSpec(
             name=name,
             dataset=get_dataset(entry["dataset"]),
             folds=int(entry["folds"]),
             val_fraction=float(entry["val_fraction"]),
             description=str(entry["description"]),
+            kind=str(entry.get("kind", "cv")),
+            test_fraction=float(entry.get("test_fraction", 0.2)),
+            test_ids=entry.get("test_ids"),
+            test_ids_sha256=entry.get("test_ids_sha256"),
+            source=str(entry.get("source", "")),
+            licence=str(entry.get("licence", "")),
+            notes=str(entry.get("notes", "")),
         )
-        for name, entry in table.items()
-    }
+        if spec.kind not in _KINDS or (spec.kind == "holdout") != (spec.folds == 1):
+            raise ValueError(f"splits.toml [{name}]: kind must be cv (folds >= 2) or holdout (folds = 1)")
+        specs[name] = spec
+    return specs
 
 
 def get_split_spec(name: str) -> SplitSpec:
@@ -93,11 +126,8 @@ def split_for_dataset(dataset_id: str) -> SplitSpec:
 
 
 def default_splits_dir() -> Path:
-    """``$BMBENCH_SPLITS`` if set, else the ``splits/`` folder of the bmbench checkout."""
-    env = os.environ.get("BMBENCH_SPLITS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "splits"
+    """The published split files: the package's own folder (the repository's ``splits/`` links to it)."""
+    return paths.published_splits_dir()
 
 
 def sha256_hex(data: bytes) -> str:
@@ -154,8 +184,9 @@ class Split:
 
     @cached_property
     def test_fold(self) -> np.ndarray:
-        """The fold in which each image is tested."""
-        return np.argmax(self.roles == TEST, axis=1).astype(np.int8)
+        """The fold in which each image is tested; -1 for an image a hold-out split never tests."""
+        tested = self.roles == TEST
+        return np.where(tested.any(axis=1), np.argmax(tested, axis=1), -1).astype(np.int8)
 
     @cached_property
     def id_index(self):  # -> pandas.Index; pandas imported lazily with the split
@@ -174,9 +205,19 @@ class Split:
 
 
 def load_split(name: str, splits_dir: Path | None = None) -> Split:
-    """Read ``<splits_dir>/<name>.csv`` after checking its SHA-256 against ``SHA256SUMS``."""
+    """Read split ``name`` after checking its SHA-256 against the published ``SHA256SUMS``.
+
+    Without ``splits_dir`` the file comes from the local splits folder (:func:`bmbench.paths.local_splits_dir`)
+    when it holds one, else from the package. With ``splits_dir``, that folder's own ``SHA256SUMS`` must
+    list the file too. Either way the file must hash to the published SHA-256; the file is hashed once and
+    its parsed arrays come from the cache of :mod:`bmbench.splits.cache` when that holds them.
+    """
     spec = get_split_spec(name)
-    folder = splits_dir or default_splits_dir()
+    if splits_dir is not None:
+        folder = Path(splits_dir)
+    else:
+        local = paths.local_splits_dir()
+        folder = local if local is not None and (local / spec.filename).is_file() else default_splits_dir()
     path = folder / spec.filename
     if not path.is_file():
         raise SplitIntegrityError(
@@ -184,20 +225,42 @@ def load_split(name: str, splits_dir: Path | None = None) -> Split:
             "`bmbench splits build`, or point BMBENCH_SPLITS at the folder that holds it."
         )
     data = path.read_bytes()
-    expected = read_sums(folder).get(spec.filename)
     digest = sha256_hex(data)
+    if splits_dir is not None:
+        _check_hash(path, digest, read_sums(folder).get(spec.filename), folder / SUMS_NAME)
+    published = default_splits_dir() / SUMS_NAME
+    _check_hash(path, digest, read_sums(default_splits_dir()).get(spec.filename), published)
+    return _split_from_arrays(spec, path, digest, data)
+
+
+def _check_hash(path: Path, digest: str, expected: str | None, sums: Path) -> None:
+    """Refuse a split file whose SHA-256 is not the one ``sums`` lists."""
     if expected is None:
-        raise SplitIntegrityError(f"{folder / SUMS_NAME} has no hash for {spec.filename}; it cannot be trusted.")
+        raise SplitIntegrityError(f"{sums} has no hash for {path.name}; it cannot be trusted.")
     if digest != expected:
+        local = "" if path.parent.resolve() == default_splits_dir().resolve() else (
+            f" A local splits folder ({path.parent}) may only hold the published files: remove it, or unset "
+            "BMBENCH_SPLITS.")
         raise SplitIntegrityError(
-            f"{path} has SHA-256 {digest}, but {SUMS_NAME} publishes {expected}: the split was modified. "
+            f"{path} has SHA-256 {digest}, but {sums} publishes {expected}: the split was modified. "
             "Restore it with `git checkout splits/` (or `bmbench splits build`); results on a modified "
-            "split are not comparable."
+            f"split are not comparable.{local}"
         )
-    return _parse_split(spec, path, data, digest)
 
 
-def _parse_split(spec: SplitSpec, path: Path, data: bytes, digest: str) -> Split:
+def _split_from_arrays(spec: SplitSpec, path: Path, digest: str, data: bytes) -> Split:
+    """The split's arrays from the parsed-split cache, else parsed from ``data`` (and cached)."""
+    from bmbench.splits import cache
+
+    arrays = cache.load_arrays(digest, spec.folds)
+    if arrays is None:
+        arrays = _parse_split(spec, path, data)
+        cache.store_arrays(digest, *arrays)
+    ids, labels, roles = arrays
+    return Split(spec=spec, sha256=digest, path=path, image_ids=ids.astype(object), labels=labels, roles=roles)
+
+
+def _parse_split(spec: SplitSpec, path: Path, data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Parse a split file whose hash was checked; structural checks guard against a forged SHA256SUMS."""
     import pandas as pd
 
@@ -219,17 +282,15 @@ def _parse_split(spec: SplitSpec, path: Path, data: bytes, digest: str) -> Split
     labels = codes("label", CLASS_INDEX)
     role_codes = {role: i for i, role in enumerate(ROLES)}
     roles = np.stack([codes(f"fold{f}", role_codes) for f in range(spec.folds)], axis=1).astype(np.uint8)
-    if not ((roles == TEST).sum(axis=1) == 1).all():
+    tests = (roles == TEST).sum(axis=1)
+    if spec.kind == "cv" and not (tests == 1).all():
         raise SplitIntegrityError(f"{path}: every image must be in exactly one test fold")
-    return Split(
-        spec=spec,
-        sha256=digest,
-        path=path,
-        image_ids=frame["image_id"].to_numpy(dtype=object),
-        id_strings=frame["image_id"],
-        labels=labels,
-        roles=roles,
-    )
+    if not tests.any():
+        raise SplitIntegrityError(f"{path}: the split has no test images")
+    ids = frame["image_id"].to_numpy(dtype=str)
+    if len(ids) != spec.dataset.total or len(set(ids.tolist())) != len(ids):
+        raise SplitIntegrityError(f"{path}: expected {spec.dataset.total} distinct image ids, got {len(ids)}")
+    return ids, labels.astype(np.int16), roles
 
 
 @dataclass(frozen=True)

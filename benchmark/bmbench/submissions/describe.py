@@ -16,16 +16,18 @@ def describe_submission(loaded: LoadedSubmission) -> dict[str, Any]:
     sub = loaded.submission
     params: int | None = None
     weights: str | None = None
-    if sub.kind != "baseline":
+    if sub.kind not in ("baseline", "frozen"):  # a frozen-feature encoder is described by `bmbench embed`
         from bmbench.models.backbones import build_backbone, count_parameters, imagenet_weights_name
 
-        params = count_parameters(build_backbone(loaded, NUM_CLASSES, device="meta"))
+        params = count_parameters(build_backbone(sub.backbone, NUM_CLASSES, loaded.folder, device="meta"))
         if sub.init.startswith("imagenet"):
             weights = imagenet_weights_name(sub.backbone) or (f"timm:{sub.arch}" if sub.kind == "timm" else None)
     return {
         "name": sub.name,
         "backbone": sub.backbone,
         "init": sub.init,
+        "protocol": sub.protocol,
+        "encoder": sub.encoder,
         "params": params,
         "imagenet_weights": weights,
         "authors": sub.authors,

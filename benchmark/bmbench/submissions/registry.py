@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from bmbench import paths
 from bmbench.errors import BmbenchError
 from bmbench.submissions.schema import NAME_RE, SUBMISSION_FILE, LoadedSubmission, load_submission
 
 
 def default_submissions_dir() -> Path:
-    """``$BMBENCH_SUBMISSIONS`` if set, else the ``submissions/`` folder of the bmbench checkout."""
-    env = os.environ.get("BMBENCH_SUBMISSIONS")
-    return Path(env) if env else Path(__file__).resolve().parents[3] / "submissions"
+    """``$BMBENCH_SUBMISSIONS`` if set, else ``<root>/submissions`` (:func:`bmbench.paths.submissions_dir`)."""
+    return paths.submissions_dir()
 
 
 def resolve_submission(ref: str, root: Path | None = None) -> LoadedSubmission:
