@@ -26,6 +26,7 @@ from bmbench.submissions.registry import default_submissions_dir, resolve_submis
 from bmbench.submissions.schema import load_submission
 from bmbench.engine.checkpoint import load_checkpoint
 from bmbench.runs.run import RunOptions, run_submission
+from cpu_fixtures import tiny_cnn
 
 runner = CliRunner()
 
@@ -67,9 +68,7 @@ def test_a_network_without_a_spatial_layer_is_refused() -> None:
 
 
 def _tiny_cnn() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1),
-                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, NUM_CLASSES))
+    return tiny_cnn(0, batchnorm=False)
 
 
 def _hooks(model: nn.Module) -> int:

@@ -25,24 +25,22 @@ from bmbench.datapaths.plain import PlainDataPath
 from bmbench.runs.lrfind import find_lr
 from bmbench.runs.lrfind_cache import (LR_FIND_FILE, LR_FIND_PLOT, lr_find_identity, lr_find_path, plot_lr_find,
                                            read_lr_find)
-from bmbench.recipe import Augmentation, LrFind, Recipe
+from bmbench.recipe import LrFind, Recipe
 from bmbench.records.lrfind import LrFindIdentity, LrFindRecord
 from bmbench.runs.run import RunOptions, run_submission
+from cpu_fixtures import cpu_recipe, tiny_cnn
 
 runner = CliRunner()
 CPU = torch.device("cpu")
 
 
 def _recipe(**changes: object) -> Recipe:
-    base = {"epochs": 1, "batch_size": 8, "lr": "find", "eval_size": 32, "num_workers": 0,
-            "augmentation": Augmentation(crop_size=32), "lr_find": LrFind(start_lr=1e-5, end_lr=1.0, num_iter=8)}
-    return Recipe(**(base | changes))
+    base = {"epochs": 1, "batch_size": 8, "lr": "find", "lr_find": LrFind(start_lr=1e-5, end_lr=1.0, num_iter=8)}
+    return cpu_recipe(**(base | changes))
 
 
 def _model(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                         nn.Flatten(), nn.Linear(8, NUM_CLASSES))
+    return tiny_cnn(seed, blocks=1)
 
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:

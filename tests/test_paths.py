@@ -130,3 +130,22 @@ def test_license_is_an_alias_of_licence(tmp_path: Path) -> None:
     with pytest.raises(BmbenchError, match="give only one") as info:
         load_submission(folder)
     assert info.value.exit_code == 2
+
+
+def test_readme_documents_every_environment_variable() -> None:
+    """Each ``BMBENCH_*`` name the package reads is a row of the README's table (and paths.ENVIRONMENT's are)."""
+    import re
+
+    from bmbench.paths import ENVIRONMENT
+
+    repo = Path(__file__).resolve().parents[1]
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    table = readme.split("### Environment variables", 1)[1].split("\n## ", 1)[0]
+    rows = {name for line in table.splitlines() if line.startswith("| `")
+            for name in re.findall(r"`([A-Z_]+)`", line.split("|")[1])}
+    used = {name for path in (repo / "benchmark" / "bmbench").rglob("*.py")
+            for name in re.findall(r"[\"'](BMBENCH_[A-Z_]+)[\"']", path.read_text(encoding="utf-8"))}
+    assert used, "the scan found no variables: the pattern is wrong"
+    missing = sorted((used | set(ENVIRONMENT)) - rows)
+    assert not missing, f"add these to the README's table: {missing}"
+    assert not {r for r in rows if r.startswith("BMBENCH_")} - used, "the README lists variables nothing reads"

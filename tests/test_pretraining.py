@@ -30,6 +30,7 @@ from bmbench.pretraining.source import CD, PCAM, SourceDataPath
 from bmbench.submissions.schema import load_submission
 from bmbench.recipe import Augmentation, Recipe
 from bmbench.runs.run import RunOptions, run_submission
+from cpu_fixtures import cpu_recipe
 
 runner = CliRunner()
 BACKBONE = "torchvision:mobilenet_v3_small"
@@ -38,9 +39,7 @@ PCAM_COUNTS = {"train": 24, "valid": 8, "test": 8}
 
 def small_recipe(**changes: object) -> Recipe:
     """The paper's recipe at CPU size: 32 px, batch 4, a fixed LR (no range test), no workers."""
-    base = {"epochs": 1, "batch_size": 4, "lr": 0.01, "eval_size": 32, "num_workers": 0,
-            "augmentation": Augmentation(crop_size=32)}
-    return Recipe(**(base | changes))
+    return cpu_recipe(**({"epochs": 1, "batch_size": 4, "lr": 0.01} | changes))
 
 
 # --- fixtures -------------------------------------------------------------------------------------------------

@@ -28,12 +28,14 @@ SUBMISSIONS_ENV = "BMBENCH_SUBMISSIONS"
 SPLITS_ENV = "BMBENCH_SPLITS"
 CACHE_ENV = "BMBENCH_CACHE"
 WEIGHTS_ENV = "BMBENCH_WEIGHTS"
+FEATURES_ENV = "BMBENCH_FEATURES"
 ENVIRONMENT: dict[str, str] = {
     ROOT_ENV: "working root for submissions/, runs/ and leaderboard/ (default: the current directory)",
     SUBMISSIONS_ENV: "the submissions folder (default: <root>/submissions)",
     SPLITS_ENV: "a local splits folder; each file in it must hash to the published SHA-256 (default: <root>/splits)",
     CACHE_ENV: "the cache: synthetic data, image caches, parsed splits (default: $XDG_CACHE_HOME/bmbench)",
     WEIGHTS_ENV: "in-domain pre-trained checkpoints (default: <cache>/weights)",
+    FEATURES_ENV: "frozen-feature stores written by `bmbench embed` (default: <cache>/features)",
 }
 """The location variables, with what each sets; the README's table lists the same."""
 
@@ -111,6 +113,11 @@ def cache_dir() -> Path:
 def weights_dir() -> Path:
     """The weights cache for in-domain checkpoints: ``$BMBENCH_WEIGHTS``, else ``<cache>/weights``."""
     return _env_path(WEIGHTS_ENV) or cache_dir() / "weights"
+
+
+def features_dir() -> Path:
+    """Where ``bmbench embed`` keeps feature stores: ``$BMBENCH_FEATURES`` or ``<cache>/features``."""
+    return _env_path(FEATURES_ENV) or cache_dir() / "features"
 
 
 def split_cache_dir() -> Path:

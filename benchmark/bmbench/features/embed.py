@@ -19,7 +19,6 @@ finite ``(N, D)`` tensor is refused (exit 2) and its unfinished store removed.
 from __future__ import annotations
 
 import hashlib
-import os
 import queue
 import shutil
 import threading
@@ -40,7 +39,6 @@ from bmbench.records._io import read_model, write_model
 from bmbench.records.features import EmbedProgress, FeatureManifest, SplitRef, StoreKey
 from bmbench.submissions.schema import LoadedSubmission
 
-FEATURES_ENV = "BMBENCH_FEATURES"
 CHUNK_ROWS = 4096
 """Rows between two checkpoints of an unfinished store (flush + ``progress.json``)."""
 INVALID = 2
@@ -49,11 +47,10 @@ Progress = Callable[[int, int, str], None]
 
 
 def features_root() -> Path:
-    """The feature cache: ``$BMBENCH_FEATURES`` or ``<BMBENCH_CACHE>/features``."""
-    from bmbench.data.source import cache_dir
+    """Where feature stores live (:func:`bmbench.paths.features_dir`)."""
+    from bmbench.paths import features_dir
 
-    env = os.environ.get(FEATURES_ENV)
-    return Path(env) if env else cache_dir() / "features"
+    return features_dir()
 
 
 def _slug(spec: str) -> str:

@@ -22,9 +22,9 @@ from torch import nn
 
 from bmbench.errors import BmbenchError
 from bmbench.locks import target_lock
+from bmbench.paths import WEIGHTS_ENV
 from bmbench.models.backbones import build_backbone, head_name, imagenet_weights_name, replace_head
 
-WEIGHTS_ENV = "BMBENCH_WEIGHTS"
 IN_DOMAIN = {"pcam": ("pcam", "random"), "cd": ("cd", "random"),
              "imagenet+pcam": ("pcam", "imagenet"), "imagenet+cd": ("cd", "imagenet")}
 """In-domain initialisation -> (pre-training data set, the init the pre-training started from)."""
