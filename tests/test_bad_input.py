@@ -4,6 +4,28 @@ no traceback, nothing left behind.
 Exit-code policy (bmbench.errors): 0 ok, 1 the run itself failed, 2 invalid input or usage, 130 interrupted.
 Most cases run in-process with Typer's CliRunner; the FIFO (which must not hang) and the kill-mid-write
 cases run in subprocesses.
+
+Issue 12's 22 failures, and the test that covers each:
+
+* scorer on a symlink loop, a symlink to /dev/zero, an over-long quoted field, invalid UTF-8 in the slow
+  path: ``test_scorer_refuses_special_and_malformed_files``; a FIFO: ``test_scorer_refuses_a_fifo_without_hanging``;
+* ``--json`` naming a folder, a path under a file, a read-only folder: ``test_json_output_paths_are_checked_first``
+  (and ``..._in_every_command``); ``leaderboard add --dir`` naming a file: ``test_leaderboard_add_dir_naming_a_file``;
+* unreadable submission.toml: ``test_unreadable_submission_toml``; unreadable or 100,000-deep entry JSON:
+  ``test_deep_and_unreadable_entries``; a confusion cell of 10^30 in check and build, ``device_hours: Infinity``,
+  ``parameters: 10**40``, ``date: "2026-99-99"``: ``test_tampered_entries_are_refused_by_check_and_build``;
+* ``lr = -1``, ``lr = nan``, ``lr = 0`` (nothing left behind): ``test_recipe_bounds``; a model.py that raises at
+  import, has a syntax error, raises in build_model, or exits: ``test_failing_model_py_is_reported_as_the_users_code``;
+  SystemExit(0) and ``leaderboard add``: ``test_leaderboard_add_never_runs_model_py``;
+* a PNG renamed .jpg: ``test_png_named_jpg_is_reported``;
+* exit codes (2 for every refusal, ``score --split nonexistent``, ``splits verify``):
+  ``test_every_command_refuses_with_exit_2``, ``test_unknown_split_and_usage_errors_exit_2``,
+  ``test_splits_verify_refuses_tampered_files_with_exit_2``, ``test_crash_interrupt_and_debug``;
+* temporaries of killed writers (board, run resume, data cache) and empty folders of refused runs:
+  ``test_killed_writers_leave_nothing_after_the_next_command``,
+  ``test_data_cache_removes_a_killed_writers_temporaries_even_when_it_reuses``, ``test_recipe_bounds``.
+
+The mutation properties (predictions, entries, submission.toml) are tests/test_properties.py.
 """
 
 from __future__ import annotations

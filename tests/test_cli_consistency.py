@@ -273,3 +273,10 @@ def test_classes_lists_codes_names_and_counts_per_dataset(synthetic_split: Any, 
     for cls in cell_classes():
         assert re.search(rf"{cls.code}\s+│\s+{cls.name}\s+│\s+{cls.count:,}\s+│\s+{cls.synthetic_count:,}", table.stdout)
     assert "171,374" in table.stdout and "SYNTHETIC" in table.stdout
+
+
+def test_no_help_text_contradicts_the_exit_code_policy() -> None:
+    for path, command in _tree().items():
+        text = " ".join(filter(None, [command.help, *(getattr(p, "help", None) for p in command.params)]))
+        assert not re.search(r"\bexits? (?:with status )?1 on\b", text, flags=re.I), (
+            f"bmbench {path}: its help gives exit 1 for a refusal; refusals exit 2 (bmbench.errors)")
