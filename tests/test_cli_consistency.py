@@ -203,11 +203,14 @@ def test_folds_parsing_and_the_deprecated_alias(capsys: pytest.CaptureFixture[st
         parse_folds("1", 2)
 
 
-def test_lr_find_fold_alias_warns_and_checks_the_range(tmp_path: Path) -> None:
+def test_the_fold_alias_still_works_with_a_warning(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    result = runner.invoke(app, ["lr-find", "demo_cnn", "--data", "synthetic", "--fold", "9", "--out", str(tmp_path)])
-    assert result.exit_code == 2 and "--fold is deprecated" in result.stderr
-    assert "--folds must be between 0 and 4" in result.output
+    result = runner.invoke(app, ["lr-find", "baseline_majority", "--data", "synthetic", "--fold", "1",
+                                 "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "--fold is deprecated; use --folds 1" in result.stderr
+    assert "no learning rate" in result.output  # the command went on with fold 1
+    result = runner.invoke(app, ["lr-find", "baseline_majority", "--folds", "1", "--fold", "1"])
+    assert result.exit_code == 2 and "give --folds only" in result.output
 
 
 # --- bmbench score: the run's split, missing folds ------------------------------------------------------------
@@ -226,6 +229,14 @@ def test_score_takes_the_split_from_the_runs_run_json(tmp_path: Path, synthetic_
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["split"]["name"] == SPLIT
     assert f"split {SPLIT} (the split recorded in {run_dir / 'run.json'})" in " ".join(result.stderr.split())
+    fold_file = run_dir / "fold2" / "test_predictions.csv"  # one fold's file: the run.json above it
+    fold_file.parent.mkdir()
+    fold_file.write_text("\n".join(line for line in (run_dir / "predictions.csv").read_text().splitlines()
+                                   if line.split(",")[1] in ("fold", "2")) + "\n")
+    result = runner.invoke(app, ["score", str(fold_file), "--json", "-"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["folds"] == [2] and f"recorded in {run_dir / 'run.json'}" in " ".join(
+        result.stderr.split())
     # a file that is not a run's own keeps the default, and says so
     loose = _preds(tmp_path, synthetic_split, (0,))
     result = runner.invoke(app, ["score", str(loose)])

@@ -137,14 +137,18 @@ DEFAULT_SPLIT = "bm-cv5-v1"
 
 
 def split_of_predictions(path: Path) -> tuple[str, str]:
-    """The split a predictions file belongs to when none is given, and why: the split recorded in the
-    ``run.json`` beside it (a run's own ``predictions.csv``), else :data:`DEFAULT_SPLIT`."""
+    """The split a predictions file belongs to when none is given, and why: the split recorded in the run's
+    ``run.json`` (beside a run's ``predictions.csv``, or above a ``fold<k>/test_predictions.csv``), else
+    :data:`DEFAULT_SPLIT`."""
+    import re
+
     from bmbench.records.run import RUN_FILE, read_run
 
     folder = Path(path).parent
-    if (folder / RUN_FILE).exists():
-        name = read_run(folder).split.name
-        return name, f"the split recorded in {folder / RUN_FILE}"
+    candidates = [folder, folder.parent] if re.fullmatch(r"fold\d+", folder.name) else [folder]
+    for run_dir in candidates:
+        if (run_dir / RUN_FILE).exists():
+            return read_run(run_dir).split.name, f"the split recorded in {run_dir / RUN_FILE}"
     return DEFAULT_SPLIT, "the default; pass --split for another"
 
 
