@@ -126,20 +126,18 @@ def human_console(json_out: Path | None) -> Console:
     return err_console if json_to_stdout(json_out) else console
 
 
-def emit_json(json_out: Path | None, doc: Any, write: Callable[[Path, Any], None] | None = None) -> None:
-    """Write ``doc`` to the ``--json`` target: stdout for ``-``, else atomically (``write``, default
-    :func:`bmbench.atomic.write_json`) with a "wrote PATH" line; nothing when the option was not given."""
+def emit_json(json_out: Path | None, doc: Any) -> None:
+    """Write ``doc`` to the ``--json`` target: stdout for ``-``, else atomically with a "wrote PATH" line;
+    nothing when the option was not given."""
     if json_out is None:
         return
     if json_to_stdout(json_out):
         sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
         sys.stdout.flush()
         return
-    if write is None:
-        from bmbench import atomic
+    from bmbench import atomic
 
-        write = atomic.write_json
-    write(json_out, doc)
+    atomic.write_json(json_out, doc)
     console.print(f"wrote {json_out}", highlight=False, markup=False, soft_wrap=True)
 
 

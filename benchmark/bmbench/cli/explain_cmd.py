@@ -30,8 +30,9 @@ def explain(
     require("pytorch_grad_cam", "explain", "bmbench explain")
     from bmbench.explain.gallery import ExplainOptions, explain_run
 
-    result = explain_run(run_dir, ExplainOptions(code=code, n=n, folds=parse_folds(folds, fold), data=data, submission=submission,
-                                                 out=out, device=device))
+    options = ExplainOptions(code=code, n=n, folds=parse_folds(folds, fold), data=data, submission=submission,
+                             out=out, device=device)
+    result = explain_run(run_dir, options)
     tags = (" [bold red]SYNTHETIC DATA[/]" if result.synthetic else "") + (
         " [bold yellow]SMOKE RUN — not comparable[/]" if result.smoke else "")
     shown_ok = sum(x.example.correct for x in result.examples)
