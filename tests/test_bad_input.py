@@ -4,6 +4,28 @@ no traceback, nothing left behind.
 Exit-code policy (bmbench.errors): 0 ok, 1 the run itself failed, 2 invalid input or usage, 130 interrupted.
 Most cases run in-process with Typer's CliRunner; the FIFO (which must not hang) and the kill-mid-write
 cases run in subprocesses.
+
+Issue 12's 22 failures, and the test that covers each:
+
+* scorer on a symlink loop, a symlink to /dev/zero, an over-long quoted field, invalid UTF-8 in the slow
+  path: ``test_scorer_refuses_special_and_malformed_files``; a FIFO: ``test_scorer_refuses_a_fifo_without_hanging``;
+* ``--json`` naming a folder, a path under a file, a read-only folder: ``test_json_output_paths_are_checked_first``
+  (and ``..._in_every_command``); ``leaderboard add --dir`` naming a file: ``test_leaderboard_add_dir_naming_a_file``;
+* unreadable submission.toml: ``test_unreadable_submission_toml``; unreadable or 100,000-deep entry JSON:
+  ``test_deep_and_unreadable_entries``; a confusion cell of 10^30 in check and build, ``device_hours: Infinity``,
+  ``parameters: 10**40``, ``date: "2026-99-99"``: ``test_tampered_entries_are_refused_by_check_and_build``;
+* ``lr = -1``, ``lr = nan``, ``lr = 0`` (nothing left behind): ``test_recipe_bounds``; a model.py that raises at
+  import, has a syntax error, raises in build_model, or exits: ``test_failing_model_py_is_reported_as_the_users_code``;
+  SystemExit(0) and ``leaderboard add``: ``test_leaderboard_add_never_runs_model_py``;
+* a PNG renamed .jpg: ``test_png_named_jpg_is_reported``;
+* exit codes (2 for every refusal, ``score --split nonexistent``, ``splits verify``):
+  ``test_every_command_refuses_with_exit_2``, ``test_unknown_split_and_usage_errors_exit_2``,
+  ``test_splits_verify_refuses_tampered_files_with_exit_2``, ``test_crash_interrupt_and_debug``;
+* temporaries of killed writers (board, run resume, data cache) and empty folders of refused runs:
+  ``test_killed_writers_leave_nothing_after_the_next_command``,
+  ``test_data_cache_removes_a_killed_writers_temporaries_even_when_it_reuses``, ``test_recipe_bounds``.
+
+The mutation properties (predictions, entries, submission.toml) are tests/test_properties.py.
 """
 
 from __future__ import annotations
@@ -378,3 +400,97 @@ def test_killed_writers_leave_nothing_after_the_next_command(tmp_path: Path) -> 
                         "--resume")
     assert code == 0, output
     assert not left.exists() and not [p for p in _files(runs) if atomic.TMP_MARK in p.name]
+
+
+# --- one exit status for every refusal, in every command ----------------------------------------------------
+
+REFUSALS = {  # command line -> a fragment of the message; every one is a refusal of input: exit 2
+    "run": (["run", "no_such_submission", "--data", "synthetic"], "no_such_submission"),
+    "run-folds": (["run", "baseline_majority", "--data", "synthetic", "--folds", "7"], "--folds must be between"),
+    "describe": (["submissions", "describe", "no_such_submission"], "no_such_submission"),
+    "data-verify": (["data", "verify", "--data", "/nonexistent/bm"], "/nonexistent/bm"),
+    "data-stats": (["data", "stats", "--data", "/nonexistent/bm"], "/nonexistent/bm"),
+    "data-cache": (["data", "cache", "--data", "/nonexistent/bm"], "/nonexistent/bm"),
+    "merge": (["merge", "/nonexistent/run", "--out", "OUT"], "/nonexistent/run"),
+    "grid": (["grid", "--dry-run", "--data", "synthetic", "--folds", "9", "--out", "OUT"], "--folds must be between"),
+    "lr-find": (["lr-find", "baseline_majority", "--data", "synthetic", "--out", "OUT"], "no learning rate"),
+    "explain": (["explain", "OUT", "--class", "FGC"], "run.json is missing"),
+    "embed": (["embed", "no_such_submission", "--data", "synthetic"], "no_such_submission"),
+    "leaderboard-show": (["leaderboard", "show", "--format", "xml"], "--format 'xml'"),
+    "leaderboard-add": (["leaderboard", "add", "OUT", "--board", "demo", "--dir", "OUT/board"], "run.json is missing"),
+    "classes-json": (["classes", "--json", "/proc/bmbench-classes.json"], "not writable"),
+    "score-folds": (["score", "PREDS", "--split", SPLIT, "--require-all-folds"], "no predictions for fold(s) 1, 2, 3, 4"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+def test_every_command_refuses_with_exit_2(tmp_path: Path, valid_preds: Path, case: str) -> None:
+    args, fragment = REFUSALS[case]
+    args = [str(valid_preds) if a == "PREDS" else a.replace("OUT", str(tmp_path / "out")) for a in args]
+    (tmp_path / "out").mkdir()
+    _refused(*_cli(*args), fragment)
+    assert [p for p in _files(tmp_path / "out") if p.is_file()] == []
+
+
+def test_splits_verify_refuses_tampered_files_with_exit_2(tmp_path: Path) -> None:
+    from bmbench.splits.store import default_splits_dir
+
+    folder = tmp_path / "splits"
+    shutil.copytree(default_splits_dir(), folder, symlinks=False)
+    path = folder / "synthetic-cv5-v1.csv"
+    lines = path.read_text().splitlines()
+    lines[1] = lines[1].replace("test", "val", 1) if "test" in lines[1] else lines[1].replace("train", "test", 1)
+    path.write_text("\n".join(lines) + "\n")
+    code, output = _cli("splits", "verify", "--dir", str(folder))
+    _refused(code, output, "synthetic-cv5-v1", "do not match the algorithm")
+    _refused(*_cli("splits", "verify", "--dir", str(valid_path := tmp_path / "missing")), str(valid_path))
+
+
+@pytest.mark.parametrize("args", [["classes"], ["submissions", "describe", "baseline_majority"],
+                                  ["score", "PREDS", "--split", SPLIT]], ids=["classes", "describe", "score"])
+def test_json_output_paths_are_checked_in_every_command(tmp_path: Path, valid_preds: Path, args: list[str]) -> None:
+    args = [str(valid_preds) if a == "PREDS" else a for a in args]
+    (tmp_path / "folder.json").mkdir()
+    _refused(*_cli(*args, "--json", str(tmp_path / "folder.json")), "--json", "is a folder")
+    _refused(*_cli(*args, "--json", str(valid_preds / "x.json")), "--json", "is a file")
+
+
+def test_leaderboard_add_never_runs_model_py(tmp_path: Path, quick_demo: Path, synthetic_split) -> None:
+    """A model.py that exits (or does anything) at import cannot make `leaderboard add` pass or fail: the
+    leaderboard never imports submitted code, it reads the run's records."""
+    from leaderboard_helpers import real_split_run
+
+    from bmbench.records.digest import submission_digest
+
+    marker = tmp_path / "model-py-ran"
+    folder = _submission(tmp_path, quick_demo, model=f"import sys\nopen({str(marker)!r}, 'w').close()\nsys.exit(0)\n")
+    run_dir = real_split_run(tmp_path / "runs" / "demo_cnn" / "synthetic", synthetic_split, folds=(0,))
+    run = json.loads((run_dir / "run.json").read_text())
+    run["submission"] = {"name": "demo_cnn", "digest": submission_digest(folder), "backbone": "model.py",
+                         "init": "random", "folder": str(folder)}
+    run["parameters"] = 12345
+    (run_dir / "run.json").write_text(json.dumps(run))
+    board = tmp_path / "board"
+    code, output = _cli("leaderboard", "add", str(run_dir), "--board", "demo", "--dir", str(board),
+                        "--submission", str(folder))
+    assert code == 0, output
+    assert json.loads((board / "entries" / "demo_cnn.json").read_text())["parameters"] == 12345
+    assert not marker.exists()
+
+
+def test_data_cache_removes_a_killed_writers_temporaries_even_when_it_reuses(tmp_path: Path) -> None:
+    from bmbench.data.cache import cache_folder, rows_for_index
+    from bmbench.data.layout import scan_data
+    from bmbench.data.synthetic import generate_synthetic
+    from bmbench.splits.store import load_split
+
+    root = generate_synthetic(tmp_path / "data", seed=5, counts={"ABE": 3}, workers=1)
+    args = ("data", "cache", "--data", str(root), "--all-images", "--workers", "1")
+    code, output = _cli(*args)
+    assert code == 0, output
+    folder = cache_folder(rows_for_index(scan_data(root), load_split(SPLIT)))
+    assert folder.is_dir()
+    left = _kill_mid_write(folder / "rebuilt.npy")  # a writer of the cache folder, killed mid-write
+    code, output = _cli(*args)  # the cache is up to date: reused, and the temporary removed
+    assert code == 0 and "up to date (reused)" in output, output
+    assert not left.exists()

@@ -189,7 +189,7 @@ def test_cli_explain_and_its_refusals(tiny_run: Path, tmp_path: Path) -> None:
 
     bad = runner.invoke(app, ["explain", str(tiny_run), "--class", "XYZ"])
     assert bad.exit_code == 2 and "--class must be one of" in bad.output
-    bad = runner.invoke(app, ["explain", str(tiny_run), "--class", code, "--fold", "3"])
+    bad = runner.invoke(app, ["explain", str(tiny_run), "--class", code, "--folds", "3"])
     assert bad.exit_code == 2 and "fold 3 is not in this run" in bad.output
     bad = runner.invoke(app, ["explain", str(tmp_path), "--class", code])
     assert bad.exit_code == 2 and "run.json is missing" in bad.output
@@ -218,4 +218,4 @@ def test_pick_examples_prefers_confident_and_balances_correct_and_wrong() -> Non
     assert [round(e.p_pred, 2) for e in picked] == [0.9, 0.7, 0.95, 0.6]
     picked, _, _ = pick_examples(split, Preds, "FGC", 5)
     assert sum(e.correct for e in picked) == 3 and len(picked) == 5
-    assert pick_examples(split, Preds, "FGC", 4, fold=2)[0] == []
+    assert pick_examples(split, Preds, "FGC", 4, folds=(2,))[0] == []

@@ -135,7 +135,7 @@ def finding_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_cli_lr_find_then_run_reuses_the_cache(finding_demo: Path, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    args = ["lr-find", str(finding_demo), "--data", "synthetic", "--fold", "0", "--device", "cpu",
+    args = ["lr-find", str(finding_demo), "--data", "synthetic", "--folds", "0", "--device", "cpu",
             "--out", str(tmp_path)]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -188,5 +188,5 @@ def test_run_computes_the_cache_and_refuses_a_stale_one(finding_demo: Path, tmp_
 def test_cli_lr_find_refuses_baselines_and_bad_folds(tmp_path: Path) -> None:
     result = runner.invoke(app, ["lr-find", "baseline_majority", "--data", "synthetic", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "no learning rate" in result.output
-    result = runner.invoke(app, ["lr-find", "demo_cnn", "--data", "synthetic", "--fold", "9", "--out", str(tmp_path)])
-    assert result.exit_code == 2 and "--fold must be between 0 and 4" in result.output
+    result = runner.invoke(app, ["lr-find", "demo_cnn", "--data", "synthetic", "--folds", "9", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "--folds must be between 0 and 4" in result.output

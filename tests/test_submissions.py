@@ -62,9 +62,9 @@ def test_imagenet_weights_are_those_table3_implies() -> None:
 
 
 def test_describe_json_via_cli() -> None:
-    result = CliRunner().invoke(app, ["submissions", "describe", "regnet_imagenet_cd", "--json"])
+    result = CliRunner().invoke(app, ["submissions", "describe", "regnet_imagenet_cd", "--json", "-"])
     assert result.exit_code == 0, result.output
-    info = json.loads(result.output)
+    info = json.loads(result.stdout)
     assert info["name"] == "regnet_imagenet_cd" and info["backbone"] == "torchvision:regnet_y_32gf"
     assert info["init"] == "imagenet+cd" and info["imagenet_weights"] == "RegNet_Y_32GF_Weights.IMAGENET1K_V2"
     assert info["params"] == 141_411_743  # 145,046,770 with the 1000-class head (Table 3)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import typer
 
-from bmbench.cli.common import console, err_console, progress_bar, user_errors
+from bmbench.cli.common import (check_json_out, emit_json, err_console, human_console, json_option, json_to_stdout,
+                                progress_bar, user_errors)
 
 
 @user_errors
@@ -36,7 +37,7 @@ def bench(
     concurrent: int = typer.Option(1, "--concurrent", min=1, help="Also run the bmbench path in N processes at "
                                    "once and report the total throughput (--concurrent-folds N)."),
     only_train: bool = typer.Option(False, "--only-train", help="Training steps only (no data-only, no eval)."),
-    json_out: Path | None = typer.Option(None, "--json", help="Write the measurements here (JSON)."),
+    json_out: Path | None = json_option("Write the measurements (JSON; a file is rewritten after each backbone) to"),
     seed: int = typer.Option(0, "--seed", help="Seed of sampling, augmentation and initialisation."),
     embed: str | None = typer.Option(None, "--embed", help="A frozen-feature submission: `bmbench embed` throughput vs its encoder's pure forward at the same --batch (other path options ignored)."),
 ) -> None:
@@ -58,10 +59,7 @@ def bench(
     from bmbench.bench.report import derive, render
     from bmbench.errors import BmbenchError
 
-    from bmbench.safe_io import check_output_path
-
-    if json_out is not None:  # refused before any work starts
-        check_output_path(json_out, what="--json")
+    check_json_out(json_out)  # refused before any work starts
     chosen = tuple(p.strip() for p in paths.split(",") if p.strip())
     if not chosen or set(chosen) - {"plain", "bmbench"}:
         raise BmbenchError(f"--paths takes plain and/or bmbench separated by a comma, not {paths!r}")
@@ -96,7 +94,7 @@ def bench(
     try:
         doc = run_bench(options, log=log, progress=progress, command=command,
                         on_backbone=(lambda so_far: atomic.write_json(json_out, derive(copy.deepcopy(so_far))))
-                        if json_out is not None else None)
+                        if json_out is not None and not json_to_stdout(json_out) else None)
     except ModuleNotFoundError as exc:
         raise BmbenchError(f"bmbench bench needs the Python package {exc.name!r}, which is not installed "
                            "(see scripts/device-check.sh for running without network access)") from None
@@ -104,7 +102,5 @@ def bench(
         for bar in open_bars:
             bar.__exit__(None, None, None)
     derive(doc)
-    render(doc, console)
-    if json_out is not None:
-        atomic.write_json(json_out, doc)
-        console.print(f"wrote {json_out}")
+    render(doc, human_console(json_out))
+    emit_json(json_out, doc)

@@ -1,4 +1,5 @@
-"""Shared CLI plumbing: the exit-code policy, consoles and progress bars.
+"""Shared CLI plumbing: the exit-code policy, consoles, progress bars, and the ``--json PATH|-`` and
+``--folds 0,3`` conventions that every command shares (one way to do each thing).
 
 :func:`user_errors` wraps every command: a :class:`BmbenchError` prints its message (exit 2 for invalid
 input, 1 for a :class:`~bmbench.errors.RunFailure`), Ctrl-C exits 130 with one line, and any other
@@ -9,9 +10,12 @@ traceback for bug reports.
 from __future__ import annotations
 
 import functools
+import json
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -90,6 +94,85 @@ def click_exceptions() -> type[BaseException]:
     import click
 
     return click.exceptions.ClickException
+
+
+# --- one convention for JSON output and fold selections, shared by every command ---------------------------
+
+STDOUT = "-"
+"""``--json -``: the JSON document goes to stdout, alone; human output goes to stderr."""
+
+
+def json_option(what: str) -> Any:
+    """The ``--json PATH|-`` option of every command that writes a JSON document."""
+    return typer.Option(None, "--json", metavar="PATH|-", help=f"{what} PATH, or - for stdout (then stdout holds "
+                        "only the JSON; tables and messages go to stderr).")
+
+
+def json_to_stdout(json_out: Path | None) -> bool:
+    """Whether ``--json -`` was given."""
+    return json_out is not None and str(json_out) == STDOUT
+
+
+def check_json_out(json_out: Path | None) -> None:
+    """Refuse an unusable ``--json`` path before any work starts (``-`` is always usable)."""
+    if json_out is not None and not json_to_stdout(json_out):
+        from bmbench.safe_io import check_output_path
+
+        check_output_path(json_out, what="--json")
+
+
+def human_console(json_out: Path | None) -> Console:
+    """Where tables and messages go: stderr under ``--json -`` (stdout carries the JSON), else stdout."""
+    return err_console if json_to_stdout(json_out) else console
+
+
+def emit_json(json_out: Path | None, doc: Any) -> None:
+    """Write ``doc`` to the ``--json`` target: stdout for ``-``, else atomically with a "wrote PATH" line;
+    nothing when the option was not given."""
+    if json_out is None:
+        return
+    if json_to_stdout(json_out):
+        sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+        sys.stdout.flush()
+        return
+    from bmbench import atomic
+
+    atomic.write_json(json_out, doc)
+    console.print(f"wrote {json_out}", highlight=False, markup=False, soft_wrap=True)
+
+
+FOLDS_HELP = "e.g. 0,3 or 3 (comma-separated fold numbers)"
+
+
+def folds_option(what: str) -> Any:
+    """The ``--folds 0,3`` option of every command that selects folds."""
+    return typer.Option(None, "--folds", metavar="K[,K...]", help=f"{what} ({FOLDS_HELP}).")
+
+
+def deprecated_fold_option() -> Any:
+    """The hidden ``--fold K`` alias kept for old scripts (warns; use ``--folds K``)."""
+    return typer.Option(None, "--fold", min=0, hidden=True, help="Deprecated alias of --folds K.")
+
+
+def parse_folds(folds: str | None, deprecated_fold: int | None = None) -> tuple[int, ...] | None:
+    """``--folds 0,3`` as a sorted tuple (None when not given); ``--fold K`` (deprecated) as ``(K,)``."""
+    from bmbench.errors import BmbenchError
+
+    if deprecated_fold is not None:
+        if folds is not None:
+            raise BmbenchError("give --folds only (--fold is its deprecated single-fold alias)")
+        err_console.print("warning: --fold is deprecated; use --folds " + str(deprecated_fold),
+                          style="yellow", highlight=False)
+        return (deprecated_fold,)
+    if folds is None:
+        return None
+    try:
+        parsed = tuple(sorted({int(f) for f in folds.split(",") if f.strip()}))
+    except ValueError:
+        raise BmbenchError(f"--folds takes fold numbers separated by commas (e.g. 0,3), not {folds!r}") from None
+    if not parsed or min(parsed) < 0:
+        raise BmbenchError(f"--folds takes fold numbers >= 0 separated by commas (e.g. 0,3), not {folds!r}")
+    return parsed
 
 
 @contextmanager

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from bmbench.classes import CLASS_CODES
-from bmbench.cli.common import console, progress_bar, user_errors
+from bmbench.cli.common import check_json_out, console, emit_json, human_console, json_option, progress_bar, user_errors
 
 app = typer.Typer(help="Check the bone-marrow images and generate the embedded SYNTHETIC demo data.",
                   no_args_is_help=True)
@@ -100,7 +100,7 @@ def synth(
 @user_errors
 def stats(
     data: str | None = DATA_OPTION,
-    json_out: Path | None = typer.Option(None, "--json", help="Also write the statistics to this JSON file."),
+    json_out: Path | None = json_option("Also write the statistics (JSON) to"),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Decoding processes (default: all cores)."),
 ) -> None:
     """Channel mean/std of a data set (Table 2 convention: 0..1 scale, per RGB channel, over all pixels).
@@ -108,23 +108,18 @@ def stats(
     Streams over the images in a process pool; compares with Table 2's BM row for the real data. A folder
     that is not in the BM layout is read as a plain folder of images (statistics for new data).
     """
-    from bmbench import atomic
     from bmbench.data.stats import channel_statistics, render_stats, stats_source, table2_comparison
 
-    from bmbench.safe_io import check_output_path
-
-    if json_out is not None:  # refused before any work starts
-        check_output_path(json_out, what="--json")
+    check_json_out(json_out)  # refused before any work starts
     source = stats_source(data_root(data))
     with progress_bar("decoding images", len(source.paths)) as advance:
         result = channel_statistics(source.paths, workers=workers, progress=advance)
-    render_stats(console, source, result)
+    render_stats(human_console(json_out), source, result)
     if json_out is not None:
         doc = {"data": {"root": str(source.root), "dataset": source.dataset, "synthetic": source.synthetic},
                **result.to_json(),
                "table2": table2_comparison(result) if source.dataset == "bm" else None}
-        atomic.write_json(json_out, doc)
-        console.print(f"wrote {json_out}")
+        emit_json(json_out, doc)
 
 
 @app.command("manifest")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from bmbench.cli.common import console, err_console, user_errors
+from bmbench.cli.common import console, err_console, folds_option, parse_folds, user_errors
 
 PLAIN_EVERY = 10_000
 """Without a terminal (SLURM logs), one line per this many images."""
@@ -63,8 +63,7 @@ def embed(
                                     "<BMBENCH_CACHE>/features/<dataset>/<encoder>-<key>)."),
     device: str = typer.Option("auto", "--device", help="auto, cuda or cpu."),
     batch: int = typer.Option(256, "--batch", min=1, help="Images per forward pass."),
-    folds: list[int] | None = typer.Option(None, "--folds", help="For run: encoders, the folds to embed (repeat; "
-                                           "default: every finished fold)."),
+    folds: str | None = folds_option("For run: encoders, the folds to embed (default: every finished fold)"),
 ) -> None:
     """Embed every image of a split with the submission's encoder into a float16 feature store.
 
@@ -80,7 +79,7 @@ def embed(
     loaded = resolve_submission(submission)
     with embed_progress() as progress:
         folder = run_embed(loaded, data=data, split_name=split, out_dir=out, device=device, batch=batch,
-                           progress=progress, folds=tuple(folds) if folds else None)
+                           progress=progress, folds=parse_folds(folds))
     stores = [folder] if (folder / MANIFEST_FILE).is_file() else sorted(folder.glob("fold*"))
     for store in stores:
         m = read_manifest(store)
@@ -94,14 +93,12 @@ def embed(
 def bench_embed_command(submission: str, *, data: str, device: str, batch: str, steps: int, warmup: int | None,
                         json_out: Path | None, split: str | None = None) -> None:
     """``bmbench bench --embed SUBMISSION``: embedding vs pure forward throughput (see bmbench.bench.embed)."""
-    from bmbench import atomic
     from bmbench.bench.embed import bench_embed, render_embed_bench
+    from bmbench.cli.common import check_json_out, emit_json, human_console
     from bmbench.errors import BmbenchError
-    from bmbench.safe_io import check_output_path
     from bmbench.submissions.registry import resolve_submission
 
-    if json_out is not None:
-        check_output_path(json_out, what="--json")
+    check_json_out(json_out)
     if not batch.isdigit() or int(batch) < 1:
         raise BmbenchError(f"--batch with --embed must be a positive number, not {batch!r}", exit_code=2)
     loaded = resolve_submission(submission)
@@ -109,7 +106,5 @@ def bench_embed_command(submission: str, *, data: str, device: str, batch: str, 
         doc = bench_embed(loaded, data=data, split_name=split, device=device, batch=int(batch), steps=steps,
                           warmup=warmup, progress=progress,
                           log=lambda m: err_console.print(f"[dim]{m}[/]", highlight=False))
-    render_embed_bench(doc, console)
-    if json_out is not None:
-        atomic.write_json(json_out, doc)
-        console.print(f"wrote {json_out}")
+    render_embed_bench(doc, human_console(json_out))
+    emit_json(json_out, doc)

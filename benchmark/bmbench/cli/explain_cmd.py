@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from bmbench.cli.common import console, user_errors
+from bmbench.cli.common import console, deprecated_fold_option, folds_option, parse_folds, user_errors
 
 
 @user_errors
@@ -14,7 +14,8 @@ def explain(
     run_dir: Path = typer.Argument(..., help="A finished run folder (runs/<submission>/<dataset>)."),
     code: str = typer.Option(..., "--class", help="Class code to explain, e.g. FGC or BAS."),
     n: int = typer.Option(16, "--n", min=1, help="Images to show (half correct, half misclassified where possible)."),
-    fold: int | None = typer.Option(None, "--fold", min=0, help="Only this fold's test images (default: all folds)."),
+    folds: str | None = folds_option("Only these folds' test images (default: all folds)"),
+    fold: int | None = deprecated_fold_option(),
     data: str | None = typer.Option(None, "--data", help="The run's data folder or 'synthetic' (default: the "
                                     "folder run.json records, else $BMBENCH_DATA)."),
     submission: str | None = typer.Option(None, "--submission", help="The submission folder, if it moved since "
@@ -29,8 +30,9 @@ def explain(
     require("pytorch_grad_cam", "explain", "bmbench explain")
     from bmbench.explain.gallery import ExplainOptions, explain_run
 
-    result = explain_run(run_dir, ExplainOptions(code=code, n=n, fold=fold, data=data, submission=submission,
-                                                 out=out, device=device))
+    options = ExplainOptions(code=code, n=n, folds=parse_folds(folds, fold), data=data, submission=submission,
+                             out=out, device=device)
+    result = explain_run(run_dir, options)
     tags = (" [bold red]SYNTHETIC DATA[/]" if result.synthetic else "") + (
         " [bold yellow]SMOKE RUN — not comparable[/]" if result.smoke else "")
     shown_ok = sum(x.example.correct for x in result.examples)

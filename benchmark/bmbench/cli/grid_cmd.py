@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from bmbench.cli.common import console, err_console, user_errors
+from bmbench.cli.common import console, err_console, folds_option, parse_folds, user_errors
 
 
 def _dataset_id(data: str | None, *, required: bool) -> tuple[str, str]:
@@ -28,7 +28,7 @@ def _dataset_id(data: str | None, *, required: bool) -> tuple[str, str]:
 def grid(
     submissions: str | None = typer.Option(None, "--submissions", help="Comma-separated name patterns, e.g. "
                                            "'resnet_*,vit_imagenet' (default: the paper's 24 submissions)."),
-    folds: str | None = typer.Option(None, "--folds", help="Folds, e.g. 0,3 (default: all five)."),
+    folds: str | None = folds_option("Folds (default: all five)"),
     data: str | None = typer.Option(None, "--data", help="BM data folder or 'synthetic' (default $BMBENCH_DATA)."),
     out: Path | None = typer.Option(None, "--out", help="Runs folder (OUT/<submission>/<dataset>/; default: "
                                     "<root>/runs)."),
@@ -62,7 +62,7 @@ def grid(
     from rich.table import Table
 
     from bmbench import atomic
-    from bmbench.cli.run_cmd import RichLoopProgress, _parse_folds
+    from bmbench.cli.run_cmd import RichLoopProgress
     from bmbench.errors import BmbenchError
     from bmbench.runs.grid import (grid_tasks, leaderboard_commands, merge_grid, run_local, run_options_args,
                               select_submissions, slurm_script)
@@ -77,7 +77,7 @@ def grid(
     chosen = select_submissions(submissions)
     dataset, note = _dataset_id(data, required=not (dry_run or slurm is not None))
     n_folds = split_for_dataset(dataset).folds
-    fold_list = _parse_folds(folds) or tuple(range(n_folds))
+    fold_list = parse_folds(folds) or tuple(range(n_folds))
     bad = [f for f in fold_list if not 0 <= f < n_folds]
     if bad:
         raise BmbenchError(f"--folds must be between 0 and {n_folds - 1}; got {', '.join(map(str, bad))}")

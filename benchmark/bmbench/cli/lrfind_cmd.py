@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from bmbench.cli.common import console, err_console, user_errors
+from bmbench.cli.common import console, deprecated_fold_option, err_console, folds_option, parse_folds, user_errors
 
 
 @user_errors
 def lr_find(
     submission: str = typer.Argument(..., help="Submission folder (submissions/resnet_imagenet) or name."),
-    fold: int = typer.Option(0, "--fold", min=0, help="Fold whose training images the test runs on."),
+    folds: str | None = folds_option("Folds whose training images the test runs on, one test each (default: 0)"),
+    fold: int | None = deprecated_fold_option(),
     data: str | None = typer.Option(None, "--data", help="BM data folder or 'synthetic' (default $BMBENCH_DATA)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     out: Path | None = typer.Option(None, "--out", help="Runs folder, as for `bmbench run` (the cache is shared; "
@@ -20,7 +22,7 @@ def lr_find(
     seed: int = typer.Option(0, "--seed", help="Seed, as for `bmbench run` (same initial weights and batches)."),
     force: bool = typer.Option(False, "--force", help="Recompute even if the fold's range test is cached."),
 ) -> None:
-    """Run the learning-rate range test (Smith 2017) on a fold; save lr_find.json and the loss-vs-LR plot.
+    """Run the learning-rate range test (Smith 2017) on each fold; save lr_find.json and the loss-vs-LR plot.
 
     The result goes to OUT/<submission>/<dataset>/fold<K>/lr_find.json: `bmbench run` trains that fold
     with the suggested LR when the recipe says lr = "find" (the paper's default).
@@ -30,12 +32,22 @@ def lr_find(
     require("torch", "train", "bmbench lr-find")
     from bmbench.submissions.registry import resolve_submission
     from bmbench.paths import runs_dir
-    from bmbench.runs.lrfind import LrFindOptions, run_lr_find
+    from bmbench.runs.lrfind import LrFindOptions
 
+    chosen = parse_folds(folds, fold) or (0,)
     loaded = resolve_submission(submission)
-    options = LrFindOptions(fold=fold, data=data, out=out or runs_dir(), device=device, seed=seed, force=force)
+    for k in chosen:
+        options = LrFindOptions(fold=k, data=data, out=out or runs_dir(), device=device, seed=seed, force=force)
+        _one_fold(loaded, options)
+
+
+def _one_fold(loaded: Any, options: Any) -> None:  # LoadedSubmission, LrFindOptions (imported lazily)
+    """One fold's range test with a progress bar, and what it found."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from bmbench.runs.lrfind import run_lr_find
+
+    fold = options.fold
     total = loaded.submission.recipe.lr_find.num_iter
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=err_console, transient=True) as bar:

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from bmbench.cli.common import console, err_console, user_errors
+from bmbench.cli.common import console, err_console, folds_option, parse_folds, user_errors
 
 
 class RichLoopProgress:
@@ -65,17 +65,6 @@ class RichLoopProgress:
         )
 
 
-def _parse_folds(folds: str | None) -> tuple[int, ...] | None:
-    from bmbench.errors import BmbenchError
-
-    if folds is None:
-        return None
-    try:
-        return tuple(sorted({int(f) for f in folds.split(",") if f.strip()}))
-    except ValueError:
-        raise BmbenchError(f"--folds takes fold numbers separated by commas (e.g. 0,3), not {folds!r}") from None
-
-
 def _summary(result: Any) -> None:
     from rich.table import Table
 
@@ -104,7 +93,7 @@ def _summary(result: Any) -> None:
 def run(
     submission: str = typer.Argument(..., help="Submission folder (submissions/regnet_imagenet_cd) or name."),
     data: str | None = typer.Option(None, "--data", help="BM data folder or 'synthetic' (default $BMBENCH_DATA)."),
-    folds: str | None = typer.Option(None, "--folds", help="Folds to run, e.g. 0,3 (default: all five)."),
+    folds: str | None = folds_option("Folds to run (default: all of the split)"),
     out: Path | None = typer.Option(None, "--out", help="Runs folder; results go to OUT/<submission>/<dataset>/ "
                                     "(default: <root>/runs)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -127,7 +116,7 @@ def run(
 
     loaded = resolve_submission(submission)
     check_output_path(out or runs_dir(), what="--out", folder=True)  # refused before any work starts
-    options = RunOptions(data=data, folds=_parse_folds(folds), out=out or runs_dir(), device=device, epochs=epochs,
+    options = RunOptions(data=data, folds=parse_folds(folds), out=out or runs_dir(), device=device, epochs=epochs,
                          max_steps=max_steps, resume=resume, seed=seed, lr_find_steps=lr_find_steps)
     if concurrent_folds > 1:
         from bmbench.runs.concurrent import run_concurrent

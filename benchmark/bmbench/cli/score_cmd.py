@@ -6,14 +6,18 @@ from pathlib import Path
 
 import typer
 
-from bmbench.cli.common import console, user_errors
+from bmbench.cli.common import check_json_out, emit_json, human_console, json_option, user_errors
 
 
 @user_errors
 def score(
     predictions: Path = typer.Argument(..., help="Predictions CSV: image_id,fold,pred[,p_ABE,...,p_PMO]."),
-    split: str = typer.Option("bm-cv5-v1", "--split", help="Published split the predictions belong to."),
-    json_out: Path | None = typer.Option(None, "--json", help="Also write the score document to this JSON file."),
+    split: str | None = typer.Option(None, "--split", help="Published split the predictions belong to (default: "
+                                     "the split in run.json beside a run's own predictions.csv, else bm-cv5-v1)."),
+    json_out: Path | None = json_option("Also write the score document (score.json format) to"),
+    require_all_folds: bool = typer.Option(False, "--require-all-folds", help="Refuse (exit 2) a file that "
+                                           "leaves out a whole fold of the split (default: score the folds "
+                                           "present and name the missing ones)."),
 ) -> None:
     """Validate a predictions file against a published split and score it.
 
@@ -29,16 +33,23 @@ def score(
 
     Invalid input exits with status 2 and writes nothing.
     """
-    from bmbench.records.score import write_score
+    from bmbench.records.score import score_json
     from bmbench.scoring.render import render_score
-    from bmbench.scoring.score import score_file
+    from bmbench.scoring.score import missing_folds, score_file, split_of_predictions
+    from bmbench.scoring.score import require_all_folds as check_all_folds
 
-    from bmbench.safe_io import check_output_path
-
-    if json_out is not None:  # refused before any work starts
-        check_output_path(json_out, what="--json")
+    check_json_out(json_out)  # refused before any work starts
+    out = human_console(json_out)
+    if split is None:
+        split, why = split_of_predictions(predictions)
+        out.print(f"split {split} ({why})", highlight=False, markup=False, soft_wrap=True)
     result = score_file(predictions, split)
-    render_score(result, console)
-    if json_out is not None:
-        write_score(json_out, result)
-        console.print(f"wrote {json_out}")
+    if require_all_folds:
+        check_all_folds(result, predictions)
+    render_score(result, out)
+    missing = missing_folds(result)
+    if missing:
+        out.print(f"[yellow]warning: folds {', '.join(map(str, missing))} of {split} have no predictions; the "
+                  f"figures cover folds {', '.join(map(str, result['folds']))} only (--require-all-folds "
+                  "refuses such a file)[/]", highlight=False, soft_wrap=True)
+    emit_json(json_out, score_json(result))

@@ -28,7 +28,7 @@ def build(directory: Path | None = DIR_OPTION) -> None:
 @app.command("verify")
 @user_errors
 def verify(directory: Path | None = DIR_OPTION) -> None:
-    """Re-derive every published split and check file bytes, SHA256SUMS and the split card; exit 1 on a mismatch."""
+    """Re-derive every published split and check file bytes, SHA256SUMS and the split card; exit 2 on a mismatch."""
     from bmbench.splits.store import default_splits_dir, verify_splits
 
     folder = directory or default_splits_dir()

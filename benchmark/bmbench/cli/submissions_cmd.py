@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
 import typer
 
-from bmbench.cli.common import console, user_errors
+from bmbench.cli.common import check_json_out, console, emit_json, json_option, user_errors
 
 app = typer.Typer(help="List and describe the submissions (reference recipes, baselines, your own).",
                   no_args_is_help=True)
@@ -33,15 +33,16 @@ def list_() -> None:
 @user_errors
 def describe(
     name: str = typer.Argument(..., help="Submission name or folder."),
-    as_json: bool = typer.Option(False, "--json", help="Print the resolved configuration as JSON."),
+    json_out: Path | None = json_option("Write the resolved configuration (JSON, instead of the listing) to"),
 ) -> None:
     """The resolved configuration: backbone, init, trainable parameters (21-class head), weights, recipe."""
     from bmbench.submissions.describe import describe_submission
     from bmbench.submissions.registry import resolve_submission
 
+    check_json_out(json_out)
     info = describe_submission(resolve_submission(name))
-    if as_json:
-        typer.echo(json.dumps(info, indent=2))
+    if json_out is not None:
+        emit_json(json_out, info)
         return
     for key, value in info.items():
         if key != "recipe":

@@ -253,12 +253,12 @@ def build_cache(rows: CacheRows, *, workers: int | None = None, progress: Callab
     if len(rows) == 0:
         raise BmbenchError("there are no images to cache")
     final = cache_folder(rows)
+    atomic.remove_stale(final.parent, recursive=True)  # temporaries of a cache writer killed mid-write
     if not force:
         existing = open_cache(rows)
         if existing is not None:
             return existing
     final.parent.mkdir(parents=True, exist_ok=True)
-    atomic.remove_stale(final.parent, recursive=True)  # temporaries of a cache writer killed mid-write
     _check_space(final.parent, len(rows) * int(np.prod(EXPECTED_SHAPE)))
     build_once(final, lambda tmp: _write_cache(tmp, rows, workers, progress),
                is_done=lambda _: open_cache(rows) is not None, force=force)

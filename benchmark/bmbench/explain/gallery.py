@@ -41,7 +41,7 @@ class ExplainOptions:
 
     code: str
     n: int = 16
-    fold: int | None = None
+    folds: tuple[int, ...] | None = None
     data: str | None = None
     submission: str | None = None
     out: Path | None = None
@@ -104,7 +104,8 @@ def _submission_for(run: RunRecord, run_dir: Path, override: str | None) -> Any:
     return loaded
 
 
-def pick_examples(split: Any, preds: Any, code: str, n: int, fold: int | None = None) -> tuple[list[Example], int, int]:
+def pick_examples(split: Any, preds: Any, code: str, n: int,
+                  folds: tuple[int, ...] | None = None) -> tuple[list[Example], int, int]:
     """Up to ``n`` test images of class ``code`` (half correct, half misclassified where there are enough).
 
     Returns ``(examples, correct available, misclassified available)``; see :data:`SELECTION_RULE`.
@@ -112,8 +113,8 @@ def pick_examples(split: Any, preds: Any, code: str, n: int, fold: int | None = 
     cls = CLASS_INDEX[code]
     probs = preds.probs
     rows = np.flatnonzero(split.labels[preds.positions] == cls)
-    if fold is not None:
-        rows = rows[preds.folds[rows] == fold]
+    if folds is not None:
+        rows = rows[np.isin(preds.folds[rows], folds)]
     correct, wrong = [], []
     for r in rows:
         pos, pred = int(preds.positions[r]), int(preds.pred[r])
@@ -187,12 +188,14 @@ def explain_run(run_dir: Path, options: ExplainOptions) -> ExplainResult:
         raise BmbenchError(f"split {split.name} has SHA-256 {split.sha256}, the run recorded "
                            f"{run.split.sha256}: the run was made on another version of the split")
     preds = read_predictions(run_dir / "predictions.csv", split)
-    if options.fold is not None and options.fold not in preds.folds_scored:
-        raise BmbenchError(f"fold {options.fold} is not in this run (it has folds "
+    absent = [f for f in options.folds or () if f not in preds.folds_scored]
+    if absent:
+        raise BmbenchError(f"--folds: fold {', '.join(map(str, absent))} is not in this run (it has folds "
                            f"{', '.join(map(str, preds.folds_scored))})")
-    examples, n_correct, n_wrong = pick_examples(split, preds, code, options.n, options.fold)
+    examples, n_correct, n_wrong = pick_examples(split, preds, code, options.n, options.folds)
+    fold_label = "-".join(map(str, options.folds)) if options.folds is not None else None
     if not examples:
-        where = f" in fold {options.fold}" if options.fold is not None else ""
+        where = f" in fold {fold_label}" if fold_label is not None else ""
         raise BmbenchError(f"the run has no test image of class {code}{where}")
     index = _data_index(run, options.data)
     paths = dict(zip((e.image_id for e in examples), index.paths_for([e.image_id for e in examples], split.name),
@@ -219,7 +222,7 @@ def explain_run(run_dir: Path, options: ExplainOptions) -> ExplainResult:
     order = {e.image_id: k for k, e in enumerate(examples)}
     explained.sort(key=lambda x: order[x.example.image_id])
 
-    out_dir = options.out or run_dir / "explain" / (code if options.fold is None else f"{code}-fold{options.fold}")
+    out_dir = options.out or run_dir / "explain" / (code if fold_label is None else f"{code}-fold{fold_label}")
     synthetic = run.data.synthetic
     smoke = run.smoke is not None
     meta = {
@@ -227,7 +230,8 @@ def explain_run(run_dir: Path, options: ExplainOptions) -> ExplainResult:
         "split": run.split.model_dump(mode="json"),
         "data": {"dataset": index.dataset.id, "synthetic": synthetic, "root": str(index.root)},
         "smoke": run.smoke.model_dump(mode="json") if run.smoke else None, "class": code, "class_name": cell_classes()[CLASS_INDEX[code]].name,
-        "fold": options.fold, "n_requested": options.n, "available": {"correct": n_correct, "misclassified": n_wrong},
+        "folds": list(options.folds) if options.folds is not None else None, "n_requested": options.n,
+        "available": {"correct": n_correct, "misclassified": n_wrong},
         "selection": SELECTION_RULE, "method": "Grad-CAM (pytorch_grad_cam.GradCAM, float32)",
         "target_layer": target_name, "target_rule": target_rule, "input_size": int(loaded.submission.recipe.eval_size),
         "examples": [{"image_id": x.example.image_id, "fold": x.example.fold, "true": x.example.true,
@@ -247,7 +251,8 @@ def explain_run(run_dir: Path, options: ExplainOptions) -> ExplainResult:
 def _title(result: ExplainResult) -> str:
     meta = result.meta
     tags = (" - SYNTHETIC DATA" if result.synthetic else "") + (" - SMOKE RUN, not comparable" if result.smoke else "")
-    fold = f", fold {meta['fold']}" if meta["fold"] is not None else ""
+    folds = meta["folds"]
+    fold = f", fold{'s' if len(folds) > 1 else ''} {', '.join(map(str, folds))}" if folds is not None else ""
     return (f"Grad-CAM: {meta['class']} ({meta['class_name']}), {meta['submission']['name']} on "
             f"{meta['split']['name']}{fold}{tags}")
 

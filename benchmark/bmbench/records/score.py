@@ -165,3 +165,10 @@ def write_score(path: Path, record: ScoreRecord | dict[str, Any]) -> None:
     if isinstance(record, dict):
         record = score_from_dict(record, Path(path))
     write_model(Path(path), record)
+
+
+def score_json(record: ScoreRecord | dict[str, Any]) -> dict[str, Any]:
+    """The validated JSON form of a score document: what :func:`write_score` writes (``--json -`` prints it)."""
+    if isinstance(record, dict):
+        record = score_from_dict(record)
+    return record.model_dump(mode="json")

@@ -184,7 +184,7 @@ def run_lr_find(loaded: Any, options: LrFindOptions, progress: Callable[[int], N
     index = scan_data(resolve_data(options.data))
     split = load_split(split_for_dataset(index.dataset.id).name)
     if not 0 <= options.fold < split.folds:
-        raise BmbenchError(f"--fold must be between 0 and {split.folds - 1}, not {options.fold}")
+        raise BmbenchError(f"--folds must be between 0 and {split.folds - 1}, not {options.fold}")
     path = lr_find_path(Path(options.out) / sub.name / index.dataset.id, options.fold)
     if options.force and ((path.parent / FOLD_DONE).is_file() or (path.parent / LAST).is_file()):
         raise BmbenchError(

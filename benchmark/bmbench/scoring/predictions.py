@@ -141,7 +141,8 @@ def _non_numeric(path: Path, data: bytes) -> PredictionsError:
     import pandas as pd
 
     try:
-        frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, skip_blank_lines=False)
+        frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, skip_blank_lines=False,
+                            names=[*BASE_COLUMNS, *PROB_COLUMNS], header=0)
     except UnicodeDecodeError:
         return _not_utf8(path, data)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
@@ -167,7 +168,8 @@ def _parse(path: Path, data: bytes, has_probs: bool):  # -> pandas.DataFrame
     """
     import pandas as pd
 
-    n_fields = len(BASE_COLUMNS) + (len(PROB_COLUMNS) if has_probs else 0)
+    names = [*BASE_COLUMNS, *(PROB_COLUMNS if has_probs else ())]
+    n_fields = len(names)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
@@ -178,6 +180,8 @@ def _parse(path: Path, data: bytes, has_probs: bool):  # -> pandas.DataFrame
                 na_values={c: _NA_TEXT for c in PROB_COLUMNS} if has_probs else None,
                 skip_blank_lines=False,
                 engine="c",
+                names=names,  # the canonical names: the header may pad them with spaces (" image_id")
+                header=0,
             )
     except UnicodeDecodeError:
         raise _not_utf8(path, data) from None
@@ -193,7 +197,7 @@ def _parse(path: Path, data: bytes, has_probs: bool):  # -> pandas.DataFrame
             frame[column] = frame[column].astype(str)
     if not pd.api.types.is_integer_dtype(frame["fold"]):
         frame["fold"] = pd.read_csv(io.BytesIO(data), usecols=["fold"], dtype=str, keep_default_na=False,
-                                    skip_blank_lines=False)["fold"]
+                                    skip_blank_lines=False, names=names, header=0)["fold"]
     return frame
 
 

@@ -9,6 +9,7 @@ of :mod:`bmbench.scoring.metrics`; std is null for a single fold.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from bmbench.scoring.metrics import confusion_matrix, fold_metrics, mean_std, pa
 from bmbench.scoring.predictions import Predictions, read_predictions
 from bmbench.splits.store import Split, load_split
 
+DEFAULT_SPLIT = "bm-cv5-v1"
+"""The split ``bmbench score`` assumes for a predictions file that is not a run's own."""
 SCHEMA_VERSION = 2
 """Version of the score document this scorer writes (:mod:`bmbench.records.score`)."""
 
@@ -126,7 +129,41 @@ def score_predictions(preds: Predictions, split: Split) -> dict[str, Any]:
     }
 
 
-def score_file(path: Path, split_name: str = "bm-cv5-v1", splits_dir: Path | None = None) -> dict[str, Any]:
+def score_file(path: Path, split_name: str = DEFAULT_SPLIT, splits_dir: Path | None = None) -> dict[str, Any]:
     """Validate and score a predictions file against a published split (the one official scorer)."""
     split = load_split(split_name, splits_dir)
     return score_predictions(read_predictions(Path(path), split), split)
+
+
+def split_of_predictions(path: Path) -> tuple[str, str]:
+    """The split a predictions file belongs to when none is given, and why: the split recorded in the run's
+    ``run.json`` (beside a run's ``predictions.csv``, or above a ``fold<k>/test_predictions.csv``), else
+    :data:`DEFAULT_SPLIT`."""
+    from bmbench.records.run import RUN_FILE, read_run
+
+    folder = Path(path).parent
+    candidates = [folder, folder.parent] if re.fullmatch(r"fold\d+", folder.name) else [folder]
+    for run_dir in candidates:
+        if (run_dir / RUN_FILE).exists():
+            return read_run(run_dir).split.name, f"the split recorded in {run_dir / RUN_FILE}"
+    return DEFAULT_SPLIT, "the default; pass --split for another"
+
+
+def missing_folds(score: dict[str, Any]) -> tuple[int, ...]:
+    """The folds of the score's split that its predictions do not cover (empty when all are scored)."""
+    from bmbench.splits.store import get_split_spec
+
+    scored = set(score["folds"])
+    return tuple(f for f in range(get_split_spec(score["split"]["name"]).folds) if f not in scored)
+
+
+def require_all_folds(score: dict[str, Any], path: Path) -> None:
+    """Refuse (exit 2) a score whose predictions file leaves out a whole fold of its split."""
+    from bmbench.errors import PredictionsError
+
+    missing = missing_folds(score)
+    if missing:
+        raise PredictionsError(
+            f"{path}: no predictions for fold(s) {', '.join(map(str, missing))} of split {score['split']['name']} "
+            f"(scored: {', '.join(map(str, score['folds']))}); predict every fold's test images, or drop "
+            "--require-all-folds to score the folds present")
