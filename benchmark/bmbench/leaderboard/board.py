@@ -188,7 +188,7 @@ def compute_row(entry: Entry, paired: tuple[np.ndarray, np.ndarray, np.ndarray] 
         per_class = {code: {m: score["per_class"][code][m]["mean"] for m in PAPER_METRICS} for code in CLASS_CODES}
         per_fold = {p["fold"]: p["macro_f1"] for p in score["per_fold"]}
         ordered = [confusions[f] for f in sorted(confusions)]
-        draws = stats.bootstrap_f1_draws(ordered)
+        draws = stats.bootstrap_f1_draws(ordered, seed=stats.entry_seed(entry.name))
         return Row(
             entry=entry,
             **{m: _ms(summary[m]) for m in PAPER_METRICS},

@@ -16,6 +16,8 @@ from bmbench.leaderboard.notes import has_seen_rows, intro_lines, notes, per_cla
 
 _PUNCT = re.compile(r"([\\`*\[\]~])")
 _UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+NAME_COLUMN = next(i for i, c in enumerate(COLUMNS) if c.key == "name")
+"""Where the name is: the leader's group is shown with bold names."""
 
 
 def md_text(value: str) -> str:
@@ -44,7 +46,7 @@ def _section(section: Section) -> list[str]:
         cells = row_cells(row)
         texts = [md_text(cells[c.key].text) for c in COLUMNS]
         if tied_with_leader(row):
-            texts[1] = f"**{texts[1]}**"
+            texts[NAME_COLUMN] = f"**{texts[NAME_COLUMN]}**"
         body.append(texts)
     lines += _table([c.label for c in COLUMNS], ["---:" if c.numeric else "---" for c in COLUMNS], body)
     return [*lines, ""]
