@@ -149,7 +149,7 @@ def check(
     board: str = typer.Option("main", "--board", help=BOARD_HELP),
     folder: Path | None = typer.Option(None, "--dir", help=DIR_HELP),
 ) -> None:
-    """Validate every entry and the generated pages; what CI runs on a pull request. Exit 1 on any problem.
+    """Validate every entry and the generated pages; what CI runs on a pull request. Exit 2 on any problem.
 
     Checks: schema; safe, unique names; the board's policy; the published split and its SHA-256; each
     fold's matrix holds exactly the fold's test images; metrics recomputed from the confusion matrices (and

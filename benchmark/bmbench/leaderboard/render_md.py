@@ -12,7 +12,16 @@ from collections.abc import Sequence
 
 from bmbench.classes import CLASS_CODES
 from bmbench.leaderboard.board import COLUMNS, Board, Row, Section, row_cells, tied_with_leader
-from bmbench.leaderboard.notes import has_seen_rows, intro_lines, notes, per_class_intro, section_note
+from bmbench.leaderboard.notes import (
+    STATISTICS_DOC,
+    STATISTICS_LEAD,
+    has_seen_rows,
+    intro_lines,
+    notes,
+    per_class_intro,
+    section_note,
+    statistics_link,
+)
 
 _PUNCT = re.compile(r"([\\`*\[\]~])")
 _UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
@@ -79,4 +88,7 @@ def render_markdown(board: Board, sections: Sequence[Section], entry_count: int)
     paper_rows = any(s.split_sha256 is None for s in sections)
     footnotes = notes(board, paper_rows=paper_rows, seen_rows=has_seen_rows(sections))
     lines += [f"{i}. {md_text(text)}" for i, text in enumerate(footnotes, start=1)]
+    href = statistics_link(board)
+    doc = f"[{md_text(STATISTICS_DOC)}]({href})" if href else md_text(STATISTICS_DOC + " in the bmbench repository")
+    lines += ["", f"{md_text(STATISTICS_LEAD)} {doc}."]
     return "\n".join(lines) + "\n"

@@ -66,8 +66,7 @@ METHOD_NOTE = (
     "fold's test images (a multinomial draw of the fold's confusion matrix, equivalent for this statistic); "
     "rank 95 % interval: the 2.5th-97.5th percentiles of the entry's rank by F1 over the same resamples "
     "(entries resampled independently). An entry that cannot be tested against a tier's reference gets no "
-    "tier; entries with published figures only have none of these. The procedure, with its formulas and "
-    "sources: docs/statistics.md."
+    "tier; entries with published figures only have none of these."
 )
 
 
