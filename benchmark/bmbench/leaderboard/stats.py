@@ -326,7 +326,7 @@ def percentile_interval(draws: np.ndarray) -> tuple[float, float]:
 
 
 def bootstrap_f1_interval(confusions: Sequence[np.ndarray], resamples: int = BOOTSTRAP_RESAMPLES,
-                          seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+                          seed: int | Sequence[int] = BOOTSTRAP_SEED) -> tuple[float, float]:
     """Percentile 95 % interval of the mean over folds of macro F1, resampling each fold's test images."""
     return percentile_interval(bootstrap_f1_draws(confusions, resamples, seed))
 
