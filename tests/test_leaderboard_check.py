@@ -329,3 +329,30 @@ def test_check_rejects_broken_main_board(case: str, sound_main: Board, sound_dem
     assert matching, f"{case}: expected a problem for {entry} / {field}, got:\n" + "\n".join(map(str, problems))
     code, output = _cli_check(board)
     assert code == 2 and "fix:" in output
+
+
+def test_check_validates_submission_folders_without_importing_them(sound_demo: Board, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broken submission.toml fails the pull request; no model.py is ever imported or run."""
+    from bmbench.paths import SUBMISSIONS_ENV
+    from bmbench.submissions.registry import default_submissions_dir
+
+    folder = tmp_path / "submissions"
+    shutil.copytree(default_submissions_dir() / "baseline_majority", folder / "baseline_majority")
+    shutil.copytree(default_submissions_dir() / "baseline_majority", folder / "broken")
+    toml = folder / "broken" / "submission.toml"
+    text = toml.read_text(encoding="utf-8").replace('name = "baseline_majority"', 'name = "broken"')
+    toml.write_text(text + "\nnot_a_key = 1\n", encoding="utf-8")
+    marker = tmp_path / "imported"
+    for name in ("baseline_majority", "broken"):
+        (folder / name / "model.py").write_text(f"open({str(marker)!r}, 'w').write('x')\n", encoding="utf-8")
+    (folder / "_template").mkdir()  # ignored: not a submission
+    problems = check_board(sound_demo, submissions_dir=folder)
+    assert [p.entry for p in problems] == ["submissions/broken/submission.toml"], problems
+    assert "not_a_key" in problems[0].message and "submissions describe broken" in problems[0].fix
+    monkeypatch.setenv(SUBMISSIONS_ENV, str(folder))
+    code, output = _cli_check(sound_demo)
+    assert code == 2 and "submissions/broken/submission.toml" in output and "Traceback" not in output
+    assert not marker.exists()
+    shutil.rmtree(folder / "broken")
+    assert _cli_check(sound_demo)[0] == 0

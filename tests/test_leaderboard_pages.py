@@ -249,6 +249,17 @@ def test_show_prints_the_exports(board: Board) -> None:
     assert result.exit_code == 2 and "--format" in result.output and "Traceback" not in result.output
 
 
+def test_show_names_entries_it_cannot_read(board: Board, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "board"
+    shutil.copytree(board.root, copy)
+    (copy / "entries" / "no_probs.json").write_text("{ not json", encoding="utf-8")
+    result = runner.invoke(app, ["leaderboard", "show", "--board", "demo", "--dir", str(copy), "--format", "csv"])
+    assert result.exit_code == 0 and "left out: entries/no_probs.json" in result.stderr
+    assert "no_probs" not in result.stdout and "baseline_majority" in result.stdout
+
+
 # ----------------------------------------------------------------------------------------------- weights
 
 
