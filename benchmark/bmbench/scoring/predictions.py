@@ -273,7 +273,7 @@ def read_predictions(path: Path, split: Split) -> Predictions:
     return Predictions(path=path, sha256=digest, positions=positions, folds=folds, pred=pred, probs=probs)
 
 
-def _probabilities(frame) -> np.ndarray:  # noqa: ANN001 - a pandas DataFrame, imported lazily
+def _probabilities(frame) -> np.ndarray:  # frame: a pandas DataFrame (pandas is imported lazily)
     """The (rows, 21) probabilities, stored class-major (Fortran order), one contiguous column per class.
 
     Copying column by column is several times cheaper than pandas' row-major interleave, and the
