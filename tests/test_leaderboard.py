@@ -9,14 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from bmbench.classes import NUM_CLASSES
 from bmbench.cli.main import app
 from bmbench.errors import BmbenchError
-from bmbench.leaderboard import stats
 from bmbench.leaderboard.board import COLUMNS, get_board
 from bmbench.leaderboard.build import GENERATED, build_board, render_board
 from bmbench.leaderboard.check import BoardProblems, check_board
@@ -150,58 +147,6 @@ def test_committed_main_board_is_sound() -> None:
     assert problems == [], "\n".join(map(str, problems))
     names = {e.name for _, e in load_entries(board)[0]}
     assert {e.name for e in published_entries()} <= names
-
-
-# ------------------------------------------------------------------------------------------ statistics
-
-
-def test_t_distribution_matches_scipy() -> None:
-    scipy_stats = pytest.importorskip("scipy.stats")
-    for df in (1, 2, 4, 9, 30):
-        for t in (0.0, 0.3, 1.0, 2.132, 2.776, 4.6, 12.0, 80.0):
-            assert stats.t_two_sided_p(t, df) == pytest.approx(2 * scipy_stats.t.sf(t, df), rel=1e-9, abs=1e-15)
-
-
-def test_paired_t_test_matches_scipy_and_edge_cases() -> None:
-    scipy_stats = pytest.importorskip("scipy.stats")
-    rng = np.random.default_rng(3)
-    a = rng.random(5)
-    b = a - 0.02 + rng.normal(0, 0.01, 5)
-    ours = stats.paired_t_test(a, b)
-    ref = scipy_stats.ttest_rel(a, b)
-    assert ours.t == pytest.approx(ref.statistic) and ours.p == pytest.approx(ref.pvalue)
-    assert stats.paired_t_test([0.5] * 5, [0.5] * 5).p == 1.0
-    assert stats.paired_t_test([0.6] * 5, [0.5] * 5).p == 0.0
-
-
-def test_holm_adjustment() -> None:
-    assert stats.holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
-    assert stats.holm([]) == []
-
-
-def test_compare_with_leader_groups_indistinguishable_entries() -> None:
-    leader = {f: 0.80 + 0.01 * f for f in range(5)}
-    close = {f: v - 0.002 + (0.004 if f % 2 else -0.003) for f, v in leader.items()}
-    far = {f: v - 0.2 + 0.001 * f for f, v in leader.items()}
-    result = stats.compare_with_leader([("a", leader), ("b", close), ("c", far), ("d", None)])
-    assert result["a"].verdict == "leader"
-    assert result["b"].verdict == "tied"
-    assert result["c"].verdict == "below" and result["c"].p_adjusted is not None and result["c"].p_adjusted < 0.05
-    assert result["d"].verdict == "n/a"
-
-
-def test_bootstrap_interval_is_seeded_and_brackets_the_estimate() -> None:
-    rng = np.random.default_rng(0)
-    confusions = []
-    for _ in range(5):
-        true = rng.integers(NUM_CLASSES, size=600)
-        pred = np.where(rng.random(600) < 0.7, true, rng.integers(NUM_CLASSES, size=600))
-        confusions.append(np.bincount(true * NUM_CLASSES + pred, minlength=NUM_CLASSES ** 2)
-                          .reshape(NUM_CLASSES, NUM_CLASSES))
-    low, high = stats.bootstrap_f1_interval(confusions)
-    assert (low, high) == stats.bootstrap_f1_interval(confusions)
-    estimate = float(np.mean(stats.macro_f1_batch(np.stack(confusions))))
-    assert low < estimate < high and high - low < 0.1
 
 
 # -------------------------------------------------------------------------------------- adding runs

@@ -161,6 +161,57 @@ def _unknown_split(board: Board) -> None:
     _edit_json(board.entries_dir / f"{ENTRY}.json", lambda d: d["split"].update(name="my-own-split"))
 
 
+def _tamper_probability(metric: str, part: str, delta: float) -> Callable[[Board], None]:
+    def breaker(board: Board) -> None:
+        def change(d: dict) -> None:
+            assert d["metrics"][metric] is not None, "the sound entry states probability metrics"
+            d["metrics"][metric][part] += delta
+        _edit_json(board.entries_dir / f"{ENTRY}.json", change)
+    return breaker
+
+
+def _probability_dropped(board: Board) -> None:
+    """The stored predictions give a log loss, but the entry hides it (as if it were absent)."""
+    _edit_json(board.entries_dir / f"{ENTRY}.json", lambda d: d["metrics"].update(log_loss=None))
+
+
+def _probabilities_without_predictions(board: Board) -> None:
+    """Probability metrics stated with nothing to recompute them from."""
+    _edit_json(board.entries_dir / f"{ENTRY}.json", lambda d: d.update(predictions=None))
+    (board.predictions_dir / f"{ENTRY}.csv.gz").unlink()
+
+
+def _one_hot(lines: list[str]) -> list[str]:
+    """Make one row certain of its predicted class: same matrices, different probability metrics."""
+    header = lines[0].split(",")
+    cells = lines[1].split(",")
+    for i, column in enumerate(header):
+        if column.startswith("p_"):
+            cells[i] = "1" if column == f"p_{cells[2]}" else "0"
+    return [lines[0], ",".join(cells), *lines[2:]]
+
+
+def _predictions_probabilities_changed(board: Board) -> None:
+    _rewrite_predictions(board, _one_hot, restate_hash=True)
+
+
+def _stale_export(name: str) -> Callable[[Board], None]:
+    def breaker(board: Board) -> None:
+        path = board.root / name
+        path.write_text(path.read_text(encoding="utf-8").replace("baseline_majority", "baseline_majorit", 1),
+                        encoding="utf-8")
+    return breaker
+
+
+def _export_missing(board: Board) -> None:
+    (board.root / "results.json").unlink()
+
+
+def _bad_weights(board: Board) -> None:
+    _edit_json(board.entries_dir / f"{ENTRY}.json",
+               lambda d: d.update(weights={"url": "https://example.org/w.pt", "sha256": "not-a-hash"}))
+
+
 DEMO_CASES = {
     "tampered metric": (_tamper_metric, f"entries/{ENTRY}.json", "metrics.f1.mean"),
     "tampered confusion (moved count)": (_move_count, f"entries/{ENTRY}.json", "metrics."),
@@ -178,6 +229,18 @@ DEMO_CASES = {
     "orphan predictions": (_orphan_predictions, "predictions/nobody.csv.gz", "(file)"),
     "not JSON": (_not_json, f"entries/{ENTRY}.json", "(file)"),
     "unknown key": (_unknown_key, f"entries/{ENTRY}.json", "leaderboard_position"),
+    "tampered AUROC": (_tamper_probability("auroc", "mean", 0.01), f"entries/{ENTRY}.json", "metrics.auroc.mean"),
+    "tampered ECE": (_tamper_probability("ece", "std", 0.001), f"entries/{ENTRY}.json", "metrics.ece.std"),
+    "tampered Brier": (_tamper_probability("brier", "mean", -0.05), f"entries/{ENTRY}.json", "metrics.brier.mean"),
+    "probability metric hidden": (_probability_dropped, f"entries/{ENTRY}.json", "metrics.log_loss"),
+    "probabilities without predictions": (_probabilities_without_predictions, f"entries/{ENTRY}.json",
+                                          "metrics.auroc"),
+    "probabilities changed in the predictions": (_predictions_probabilities_changed, f"entries/{ENTRY}.json",
+                                                 "metrics.log_loss.mean"),
+    "stale results.csv": (_stale_export("results.csv"), "results.csv", "(file)"),
+    "stale results.json": (_stale_export("results.json"), "results.json", "(file)"),
+    "missing results.json": (_export_missing, "results.json", "(file)"),
+    "bad weights hash": (_bad_weights, f"entries/{ENTRY}.json", "weights.sha256"),
 }
 
 
@@ -266,3 +329,30 @@ def test_check_rejects_broken_main_board(case: str, sound_main: Board, sound_dem
     assert matching, f"{case}: expected a problem for {entry} / {field}, got:\n" + "\n".join(map(str, problems))
     code, output = _cli_check(board)
     assert code == 2 and "fix:" in output
+
+
+def test_check_validates_submission_folders_without_importing_them(sound_demo: Board, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broken submission.toml fails the pull request; no model.py is ever imported or run."""
+    from bmbench.paths import SUBMISSIONS_ENV
+    from bmbench.submissions.registry import default_submissions_dir
+
+    folder = tmp_path / "submissions"
+    shutil.copytree(default_submissions_dir() / "baseline_majority", folder / "baseline_majority")
+    shutil.copytree(default_submissions_dir() / "baseline_majority", folder / "broken")
+    toml = folder / "broken" / "submission.toml"
+    text = toml.read_text(encoding="utf-8").replace('name = "baseline_majority"', 'name = "broken"')
+    toml.write_text(text + "\nnot_a_key = 1\n", encoding="utf-8")
+    marker = tmp_path / "imported"
+    for name in ("baseline_majority", "broken"):
+        (folder / name / "model.py").write_text(f"open({str(marker)!r}, 'w').write('x')\n", encoding="utf-8")
+    (folder / "_template").mkdir()  # ignored: not a submission
+    problems = check_board(sound_demo, submissions_dir=folder)
+    assert [p.entry for p in problems] == ["submissions/broken/submission.toml"], problems
+    assert "not_a_key" in problems[0].message and "submissions describe broken" in problems[0].fix
+    monkeypatch.setenv(SUBMISSIONS_ENV, str(folder))
+    code, output = _cli_check(sound_demo)
+    assert code == 2 and "submissions/broken/submission.toml" in output and "Traceback" not in output
+    assert not marker.exists()
+    shutil.rmtree(folder / "broken")
+    assert _cli_check(sound_demo)[0] == 0

@@ -181,3 +181,39 @@ def test_bad_score_documents_are_refused_with_the_key(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{", encoding="utf-8")
     with pytest.raises(BmbenchError, match="not valid JSON"):
         read_score(tmp_path / "bad.json")
+
+
+def test_scored_probabilities_do_not_depend_on_row_order_or_memory_layout(tmp_path: Path) -> None:
+    """The scorer groups rows by fold and stores probabilities class-major; the figures are each fold's own."""
+    import pandas as pd
+
+    from bmbench.scoring.score import score_file
+    from bmbench.splits.store import load_split
+
+    split = load_split("synthetic-cv5-v1")
+    rng = np.random.default_rng(7)
+    n = len(split.image_ids)
+    true = split.labels.astype(np.int64)
+    logits = rng.normal(size=(n, NUM_CLASSES))
+    logits[np.arange(n), true] += 2.0
+    probs = np.round(np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True), 4)  # ties, as a file has
+    probs /= probs.sum(axis=1, keepdims=True)
+    shuffled = rng.permutation(n)  # folds interleaved in the file
+    frame = pd.DataFrame({"image_id": split.image_ids[shuffled], "fold": split.test_fold[shuffled],
+                          "pred": np.array(CLASS_CODES)[probs[shuffled].argmax(axis=1)]})
+    frame[[f"p_{c}" for c in CLASS_CODES]] = probs[shuffled]
+    frame.to_csv(tmp_path / "p.csv", index=False, float_format="%.10f")
+    written = pd.read_csv(tmp_path / "p.csv")[[f"p_{c}" for c in CLASS_CODES]].to_numpy()
+    probs[shuffled] = written  # exactly the values the file holds
+    score = score_file(tmp_path / "p.csv", "synthetic-cv5-v1")
+    for row in score["per_fold"]:
+        rows = np.flatnonzero(split.test_fold == row["fold"])
+        fold_true, fold_probs = true[rows], np.ascontiguousarray(probs[rows])
+        for name in metric_registry.PROBABILITY_METRICS:
+            expected = getattr(probability, name)(fold_true, fold_probs)
+            assert row[name] == pytest.approx(expected, abs=1e-12), (row["fold"], name)
+            assert getattr(probability, name)(fold_true, np.asfortranarray(fold_probs)) == pytest.approx(expected,
+                                                                                                      abs=1e-12)
+    auroc = roc_auc_score(true[split.test_fold == 0], probs[split.test_fold == 0], multi_class="ovr",
+                          average="macro", labels=list(range(NUM_CLASSES)))
+    assert score["per_fold"][0]["auroc"] == pytest.approx(auroc, abs=1e-12)

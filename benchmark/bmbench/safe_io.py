@@ -98,8 +98,10 @@ def read_bytes(path: str | os.PathLike[str], *, what: str = "input file", kind: 
         os.set_blocking(fd, True)
         chunks: list[bytes] = []
         total = 0
+        want = info.st_size + 1  # the whole file in one read (no join copy), then until EOF if it grew
         while True:
-            chunk = os.read(fd, min(8 * MiB, limit + 1 - total))
+            chunk = os.read(fd, min(max(want, MiB), limit + 1 - total))
+            want = 8 * MiB
             if not chunk:
                 break
             chunks.append(chunk)

@@ -132,7 +132,9 @@ def show(
     if fmt not in ("table", "csv", "json"):
         raise BmbenchError(f"--format {fmt!r}: use table, csv or json", exit_code=2)
     target = _board(board, folder)
-    loaded, _ = load_entries(target)
+    loaded, problems = load_entries(target)
+    for problem in problems:  # shown without them, never silently: stderr, so a csv/json export stays clean
+        err_console.print(f"left out: {problem}", highlight=False, markup=False, soft_wrap=True)
     sections = sections_for(target, [entry for _, entry in loaded])
     if fmt == "table":
         _print_sections(sections)

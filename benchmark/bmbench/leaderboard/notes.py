@@ -74,6 +74,22 @@ def section_note(section: Section) -> str:
             "fold." + caveat)
 
 
+STATISTICS_DOC = "docs/statistics.md"
+"""The statistical procedure with formulas and sources, in the repository."""
+
+
+STATISTICS_LEAD = "The procedure in full, with its formulas and sources:"
+
+
+def statistics_link(board: Board) -> str | None:
+    """The link from the board folder to :data:`STATISTICS_DOC` (after :data:`STATISTICS_LEAD`), if it has one.
+
+    The main board lives at ``leaderboard/`` in the repository, so ``../docs/statistics.md`` resolves on
+    GitHub and in a checkout; a demo board can be anywhere (``--dir``), so it names the file without a link.
+    """
+    return f"../{STATISTICS_DOC}" if board.kind == "main" else None
+
+
 def per_class_intro() -> str:
     """What the per-class view shows."""
     return ("Per-class F1 and recall (means over folds) of every entry with per-class figures. Recall matters "

@@ -12,10 +12,21 @@ from collections.abc import Sequence
 
 from bmbench.classes import CLASS_CODES
 from bmbench.leaderboard.board import COLUMNS, Board, Row, Section, row_cells, tied_with_leader
-from bmbench.leaderboard.notes import has_seen_rows, intro_lines, notes, per_class_intro, section_note
+from bmbench.leaderboard.notes import (
+    STATISTICS_DOC,
+    STATISTICS_LEAD,
+    has_seen_rows,
+    intro_lines,
+    notes,
+    per_class_intro,
+    section_note,
+    statistics_link,
+)
 
 _PUNCT = re.compile(r"([\\`*\[\]~])")
 _UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+NAME_COLUMN = next(i for i, c in enumerate(COLUMNS) if c.key == "name")
+"""Where the name is: the leader's group is shown with bold names."""
 
 
 def md_text(value: str) -> str:
@@ -44,7 +55,7 @@ def _section(section: Section) -> list[str]:
         cells = row_cells(row)
         texts = [md_text(cells[c.key].text) for c in COLUMNS]
         if tied_with_leader(row):
-            texts[1] = f"**{texts[1]}**"
+            texts[NAME_COLUMN] = f"**{texts[NAME_COLUMN]}**"
         body.append(texts)
     lines += _table([c.label for c in COLUMNS], ["---:" if c.numeric else "---" for c in COLUMNS], body)
     return [*lines, ""]
@@ -77,4 +88,7 @@ def render_markdown(board: Board, sections: Sequence[Section], entry_count: int)
     paper_rows = any(s.split_sha256 is None for s in sections)
     footnotes = notes(board, paper_rows=paper_rows, seen_rows=has_seen_rows(sections))
     lines += [f"{i}. {md_text(text)}" for i, text in enumerate(footnotes, start=1)]
+    href = statistics_link(board)
+    doc = f"[{md_text(STATISTICS_DOC)}]({href})" if href else md_text(STATISTICS_DOC + " in the bmbench repository")
+    lines += ["", f"{md_text(STATISTICS_LEAD)} {doc}."]
     return "\n".join(lines) + "\n"

@@ -23,8 +23,10 @@ F1, which equals the paper-convention F1 mean); every test below compares the pe
 * **Bootstrap intervals.** F1 95 % CI: a seeded percentile bootstrap resampling each fold's test images
   (a multinomial draw of each fold's confusion matrix, exactly equivalent for this statistic). Rank 95 %
   interval: in each of the same resamples the entries of the section are ranked by the resampled F1; the
-  2.5th and 97.5th percentiles of an entry's ranks. Entries are resampled independently (the matrices
-  carry no per-image pairing), so the intervals are conservative.
+  2.5th and 97.5th percentiles of an entry's ranks. Entries are resampled independently, each with its
+  own stream seeded by :data:`BOOTSTRAP_SEED` and its name (:func:`entry_seed`; the matrices carry no
+  per-image pairing), so the intervals are conservative and an entry's draws never change when another
+  entry is added.
 
 The Student t distribution is computed here (regularised incomplete beta, continued fraction) so the
 check needs neither scipy nor torch; the tests compare it with scipy.
@@ -32,6 +34,7 @@ check needs neither scipy nor torch; the tests compare it with scipy.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,10 +62,11 @@ METHOD_NOTE = (
     f"than the leader at α = {ALPHA}. Tiers: tier 1 is the leader and every entry not significantly worse "
     "than it; tier t+1 is the best remaining entry and every remaining entry not significantly worse than it. "
     "Not distinguishable does not mean equal: with five folds the test has little power. F1 95 % CI: "
-    f"percentile bootstrap, {BOOTSTRAP_RESAMPLES} resamples (seed {BOOTSTRAP_SEED}) of each fold's test images "
-    "(a multinomial draw of the fold's confusion matrix, equivalent for this statistic); rank 95 % interval: "
-    "the 2.5th-97.5th percentiles of the entry's rank by F1 over the same resamples (entries resampled "
-    "independently). Entries with published figures only have none of these."
+    f"percentile bootstrap, {BOOTSTRAP_RESAMPLES} resamples (seed {BOOTSTRAP_SEED} and the entry's name) of each "
+    "fold's test images (a multinomial draw of the fold's confusion matrix, equivalent for this statistic); "
+    "rank 95 % interval: the 2.5th-97.5th percentiles of the entry's rank by F1 over the same resamples "
+    "(entries resampled independently). An entry that cannot be tested against a tier's reference gets no "
+    "tier; entries with published figures only have none of these."
 )
 
 
@@ -217,8 +221,10 @@ def compare(reference: Candidate, other: Candidate, n_classes: int) -> PairedTes
     common = sorted(set(reference.folds) & set(other.folds))
     if len(common) >= 2:
         ratios = [reference.test_train_ratio.get(f, 0.0) for f in common]
-        ratio = float(np.mean(ratios)) if all(r > 0 for r in ratios) else 0.0
-        return paired_t_test([reference.folds[f] for f in common], [other.folds[f] for f in common], ratio)
+        if not all(r > 0 for r in ratios):
+            return "the folds' test and training sizes are unknown, so the corrected t-test cannot be computed"
+        return corrected_t_test([reference.folds[f] for f in common], [other.folds[f] for f in common],
+                                float(np.mean(ratios)))
     if not common:
         return "no fold in common"
     if reference.paired is None or other.paired is None:
@@ -266,7 +272,13 @@ def compare_with_leader(candidates: Sequence[Candidate | tuple[str, Mapping[int,
 
 
 def assign_tiers(candidates: Sequence[Candidate], n_classes: int = 21) -> dict[str, int]:
-    """Tier of every entry with per-fold results; ``candidates`` ordered best first (by F1)."""
+    """Tier of every entry with per-fold results; ``candidates`` ordered best first (by F1).
+
+    Each round takes the best remaining entry as the reference; the entries not significantly worse than
+    it (Holm-adjusted over the round) join its tier, those significantly worse go on to the next round.
+    An entry that cannot be tested against a round's reference (no common fold, no stored predictions
+    to pair) gets no tier rather than a worse one: not comparable is not "significantly worse".
+    """
     remaining = [c for c in candidates if c.folds is not None]
     tiers: dict[str, int] = {}
     tier = 0
@@ -277,14 +289,24 @@ def assign_tiers(candidates: Sequence[Candidate], n_classes: int = 21) -> dict[s
         members = {reference.name} | {n for n, v in verdicts.items() if v.verdict == "tied"}
         for name in members:
             tiers[name] = tier
-        remaining = [c for c in others if c.name not in members]
+        remaining = [c for c in others if verdicts[c.name].verdict == "below"]
     return tiers
 
 
+def entry_seed(name: str, seed: int = BOOTSTRAP_SEED) -> list[int]:
+    """The bootstrap seed of one entry: ``seed`` and the SHA-256 of its name (NumPy ``SeedSequence`` entropy).
+
+    Each entry gets its own stream, so entries are resampled independently (as the rank intervals assume)
+    and an entry's draws do not change when another entry is added.
+    """
+    digest = hashlib.sha256(name.encode("utf-8")).digest()
+    return [seed, *(int.from_bytes(digest[i:i + 4], "little") for i in range(0, 32, 4))]
+
+
 def bootstrap_f1_draws(confusions: Sequence[np.ndarray], resamples: int = BOOTSTRAP_RESAMPLES,
-                       seed: int = BOOTSTRAP_SEED) -> np.ndarray:
+                       seed: int | Sequence[int] = BOOTSTRAP_SEED) -> np.ndarray:
     """Resampled F1 (mean over folds of macro F1), each fold's test images drawn with replacement."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(list(seed) if not isinstance(seed, int) else seed)
     out = np.zeros(resamples, dtype=np.float64)
     for cm in confusions:
         counts = np.asarray(cm, dtype=np.int64)
@@ -304,7 +326,7 @@ def percentile_interval(draws: np.ndarray) -> tuple[float, float]:
 
 
 def bootstrap_f1_interval(confusions: Sequence[np.ndarray], resamples: int = BOOTSTRAP_RESAMPLES,
-                          seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+                          seed: int | Sequence[int] = BOOTSTRAP_SEED) -> tuple[float, float]:
     """Percentile 95 % interval of the mean over folds of macro F1, resampling each fold's test images."""
     return percentile_interval(bootstrap_f1_draws(confusions, resamples, seed))
 

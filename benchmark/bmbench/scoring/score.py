@@ -51,11 +51,14 @@ def probabilities_by_fold(preds: Predictions, split: Split) -> dict[int, dict[st
     """The probability metrics of each scored fold, or None when the file has no probabilities."""
     if preds.probs is None:
         return None
-    true = split.labels[preds.positions].astype(np.int64)
+    order = np.argsort(preds.folds, kind="stable")  # one gather, then each fold is a slice (no per-fold copy)
+    folds = preds.folds[order]
+    true = split.labels[preds.positions[order]].astype(np.int64)
+    by_class = preds.probs.T[:, order]  # (21, rows): one contiguous row per class, as the per-class passes read
+    bounds = np.searchsorted(folds, np.array(preds.folds_scored + (np.iinfo(np.int64).max,)))
     out = {}
-    for fold in preds.folds_scored:
-        mask = preds.folds == fold
-        out[fold] = probability_metrics(true[mask], preds.probs[mask])
+    for fold, start, stop in zip(preds.folds_scored, bounds[:-1], bounds[1:], strict=True):
+        out[fold] = probability_metrics(true[start:stop], by_class[:, start:stop].T)
     return out
 
 
