@@ -57,6 +57,8 @@ CONCURRENT_ENV = "BMBENCH_CONCURRENT_FOLDS"
 """Set by ``bmbench run --concurrent-folds N`` for its workers: each may use 1/N of the free memory."""
 DEVICE_MEMORY_FRACTION = 0.6
 """``auto`` keeps the images on the device when they take at most this fraction of its free memory."""
+HOST_FALLBACK = "batches are gathered from pinned host memory instead"
+"""The phrase of the host-storage note that ``bench --concurrent`` and ``run --concurrent-folds`` relay."""
 CROP_ATTEMPTS = 10
 """RandomResizedCrop's number of tries before its central-crop fallback (torchvision)."""
 _LOAD_CHUNK = 512
@@ -298,9 +300,15 @@ def resolve_storage(requested: str, device: torch.device, nbytes: int) -> str:
         return "device"
     per = f" shared by {share} concurrent folds" if share > 1 else ""
     _note(f"the fold's images ({nbytes / 2**30:.1f} GiB) exceed {DEVICE_MEMORY_FRACTION:.0%} of the free device "
-          f"memory{per} ({room / 2**30:.1f} GiB): batches are gathered from pinned host memory instead (slower; "
+          f"memory{per} ({room / 2**30:.1f} GiB of {free / 2**30:.1f} GiB free): {HOST_FALLBACK} (slower; "
           f"fold.json records storage = host; {STORAGE_ENV}=device forces the device)")
     return "host"
+
+
+def host_fallback_notes(log_text: str) -> list[str]:
+    """The notes of :func:`resolve_storage` in a worker's output: why its images live in host memory."""
+    return [line.strip()[len("bmbench: "):] for line in log_text.splitlines()
+            if line.strip().startswith("bmbench: ") and HOST_FALLBACK in line]
 
 
 def _gather(images: np.ndarray, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
