@@ -6,6 +6,10 @@ bf16 autocast + channels_last on CUDA), at the same batch on one preprocessed ba
 the device; the embedding figure is a complete ``bmbench embed`` of the split into a temporary store
 (its ``images_per_second``, what the manifest records). The ratio is embed / forward; the issue asks
 for at least 0.8 on a GPU.
+
+:func:`device_check` is the device check's embed stage: the same comparison for a timm encoder built without
+weights (ViT-L/14 at 224 px on a GPU, a toy ViT with ``--cpu-smoke``) on random pixels, through the
+pydantic-free per-batch step of :mod:`bmbench.features.batch`, so it runs on a GPU machine without pydantic.
 """
 
 from __future__ import annotations
