@@ -29,9 +29,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import queue
 import sys
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -466,35 +464,13 @@ class TrainEpoch:
 
     def _host_batches(self) -> Iterator[torch.Tensor]:
         """Pinned host batches gathered from the memory-mapped cache by a background thread."""
+        from bmbench.parallel import prefetch
+
         rows = self.store.rows[self.local.numpy()]
         bsz, pin = self.path.batch_size, self.path.device.type == "cuda"
-        slots: queue.Queue[Any] = queue.Queue(maxsize=_PREFETCH)
-        stop = threading.Event()
-
-        def work() -> None:
-            try:
-                for start in range(0, len(rows), bsz):
-                    if stop.is_set():
-                        return
-                    slots.put(_host_rows(self.store.images, rows[start:start + bsz], pin))
-                slots.put(None)
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
-                slots.put(exc)
-
-        thread = threading.Thread(target=work, name="bmbench-gather", daemon=True)
-        thread.start()
-        try:
-            while (item := slots.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item.to(self.path.device, non_blocking=True)
-        finally:
-            stop.set()
-            while thread.is_alive():
-                try:
-                    slots.get(timeout=0.1)
-                except queue.Empty:
-                    pass
+        gathered = (_host_rows(self.store.images, rows[start:start + bsz], pin) for start in range(0, len(rows), bsz))
+        for item in prefetch(gathered, _PREFETCH):
+            yield item.to(self.path.device, non_blocking=True)
 
     def __iter__(self) -> Iterator[Batch]:
         path, device, bsz = self.path, self.path.device, self.path.batch_size

@@ -13,8 +13,6 @@ returned as float16 on the host.
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -135,38 +133,8 @@ def embed_batch(module: Any, transform: Callable[[Any], Any], block: Any, device
 
 
 def prefetch(gen: Iterator[tuple[int, Any]], pin: bool, depth: int = 2) -> Iterator[tuple[int, Any]]:
-    """Run ``gen`` in a thread ``depth`` batches ahead (reading and decoding overlap the forward pass).
+    """``(first_row, batch)`` pairs read ``depth`` batches ahead by a thread (:func:`bmbench.parallel.prefetch`),
+    which also pins each batch with ``pin``, so the copy to the device is asynchronous."""
+    from bmbench.parallel import prefetch as ahead
 
-    With ``pin`` the thread pins each batch, so the copy to the device is asynchronous and single.
-    """
-    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def work() -> None:
-        try:
-            for a, t in gen:
-                if stop.is_set():
-                    return
-                q.put((a, t.pin_memory() if pin else t))
-            q.put(done)
-        except BaseException as err:  # handed to the consumer, raised there
-            q.put(err)
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():
-            try:
-                q.get(timeout=0.1)
-            except queue.Empty:
-                pass
+    return ahead(((a, t.pin_memory() if pin else t) for a, t in gen), depth)
