@@ -51,10 +51,12 @@ def _forward_sizes(model: nn.Module) -> list[int]:
     return sizes
 
 
+SYNCING = frozenset({"cpu", "item", "tolist", "numpy", "__float__", "__int__", "__bool__"})
+"""Tensor calls that wait for the device."""
+
+
 class _Syncs(TorchFunctionMode):
     """Records every tensor call that waits for the device (and the model's forward passes, as 'forward')."""
-
-    SYNC = {"cpu", "item", "tolist", "numpy", "__float__", "__int__", "__bool__"}
 
     def __init__(self) -> None:
         super().__init__()
@@ -62,7 +64,7 @@ class _Syncs(TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         name = getattr(func, "__name__", "")
-        if name in self.SYNC:
+        if name in SYNCING:
             self.events.append(name)
         return func(*args, **(kwargs or {}))
 
