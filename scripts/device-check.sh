@@ -4,7 +4,7 @@
 # (benchmark/bmbench/bench/device_check.py documents the stages, limits and failure injection).
 #
 #   scripts/device-check.sh              on a machine with one CUDA GPU: installs nothing, needs no pydantic
-#   scripts/device-check.sh --cpu-smoke  every stage at toy size on the CPU (tests the machinery, < 1 minute)
+#   scripts/device-check.sh --cpu-smoke  every stage at toy size on the CPU (tests the machinery; 78-100 s on an idle 2-core machine)
 #
 # Needs only what the GPU machine has (torch, torchvision, timm, numpy, Pillow; the last stage, `bmbench run`,
 # also pydantic, typer and rich, and reports "needs pydantic" where it is missing). Nothing to carry.
