@@ -4,12 +4,13 @@
 # (benchmark/bmbench/bench/device_check.py documents the stages, limits and failure injection).
 #
 #   scripts/device-check.sh              on a machine with one CUDA GPU: installs nothing, needs no pydantic
-#   scripts/device-check.sh --cpu-smoke  every stage at toy size on the CPU (tests the machinery, < 1 minute)
+#   scripts/device-check.sh --cpu-smoke  every stage at toy size on the CPU (tests the machinery; 78-100 s on an idle 2-core machine)
 #
-# Needs only what the GPU machine has (torch, torchvision, numpy, Pillow; the last stage, `bmbench run`,
+# Needs only what the GPU machine has (torch, torchvision, timm, numpy, Pillow; the last stage, `bmbench run`,
 # also pydantic, typer and rich, and reports "needs pydantic" where it is missing). Nothing to carry.
-# Results: $OUT (the device tool's output folder) or $DEVICE_CHECK_WORK/results: report.md, report.json,
-# one <stage>.json and <stage>.log per stage. Exit 0 when every stage reported ok (or not available).
+# Results: $OUT (the device tool's output folder) or $DEVICE_CHECK_WORK/results: report.md, report.json (every
+# stage's document) and logs.txt (every stage's output tail); the per-stage <stage>.json and <stage>.log are in
+# $DEVICE_CHECK_WORK/stages. Exit 0 when every stage reported ok (or not available / needs pydantic).
 set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"

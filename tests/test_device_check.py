@@ -32,6 +32,9 @@ def _run(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], 
 def test_cpu_smoke_runs_every_stage_and_reports(tmp_path: Path) -> None:
     out, report, md = _run(tmp_path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    results = tmp_path / "work" / "results"  # three files: the device tool returns at most 8 from $OUT
+    assert sorted(p.name for p in results.iterdir()) == ["logs.txt", "report.json", "report.md"]
+    assert "==== env ====" in (results / "logs.txt").read_text() and (tmp_path / "work" / "stages" / "run.json").is_file()
     stages = {s["stage"]: s for s in report["stages"]}
     assert list(stages) == [s.name for s in STAGES]
     assert all(s["status"] in ("ok", "not available") for s in stages.values()), stages
@@ -44,7 +47,11 @@ def test_cpu_smoke_runs_every_stage_and_reports(tmp_path: Path) -> None:
     assert stages["data"]["bench"]["data_only"]
     fold = stages["run"]["fold"]
     assert fold["data_path"]["name"] == "gpu" and fold["compile_fallback"] is None
-    for name in ("| env | ok", "| train32 | ok", "| run | ok", "resnet18", "plain img/s"):
+    embed = stages["embed"]["embed"]
+    assert stages["embed"]["status"] == "ok" and embed["forward"]["images_per_second"] > 0
+    assert embed["data_path"]["images_per_second"] > 0 and embed["ratio"] > 0 and embed["meets_target"] is None
+    for name in ("| env | ok", "| train32 | ok", "| embed | ok", "| run | ok", "resnet18", "plain img/s",
+                 "data path / pure forward ="):
         assert name in md, md
 
 
@@ -69,6 +76,24 @@ def test_injected_failures_are_named_and_the_other_stages_still_run(tmp_path: Pa
     for text in ("| data | failed", "| embed | timed out", "| run | needs pydantic", "FELL BACK to eager",
                  "out of device memory"):
         assert text in md, md
+
+
+def test_the_embed_stage_measures_without_pydantic(tmp_path: Path) -> None:
+    """The embed stage alone, pydantic hidden as on the GPU machine: figures, ratio and the partial JSON."""
+    config = make_config("cpu", tmp_path / "work", tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "embed.json"
+    env = {**os.environ, "DEVICE_CHECK_SIMULATE_MISSING": "pydantic", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "bmbench.bench", "stage", "embed", "--config",
+                           str(tmp_path / "config.json"), "--out", str(out)], capture_output=True, text=True,
+                          env=env, timeout=300)
+    doc = json.loads(out.read_text())
+    assert proc.returncode == 0 and doc["status"] == "ok", (doc, proc.stderr[-2000:])
+    embed = doc["embed"]
+    assert embed["encoder"]["timm"] == "vit_tiny_patch16_224" and embed["input"] == [16, 3, 32, 32]
+    assert embed["data_path"]["dim"] == 192 and embed["components"]["preprocess"]["images_per_second"] > 0
+    ratio = embed["data_path"]["images_per_second"] / embed["forward"]["images_per_second"]
+    assert abs(embed["ratio"] - ratio) < 0.01 and embed["target_ratio"] == 0.8
 
 
 def test_the_compile_probe_turns_compilation_off_when_compile_fails() -> None:

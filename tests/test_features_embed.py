@@ -124,7 +124,7 @@ def test_model_py_store_roundtrip_and_reuse(offline: Path, split_ids: list[str])
     from bmbench.data.decode import decode_image
     from bmbench.data.layout import scan_data
     from bmbench.data.source import resolve_data
-    from bmbench.features.preprocess import batch_transform
+    from bmbench.features.batch import batch_transform
 
     path = scan_data(resolve_data("synthetic")).by_id()[split_ids[3]].path
     x = batch_transform(m.preprocess)(torch.from_numpy(decode_image(path)[0][None]))

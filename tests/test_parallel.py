@@ -35,3 +35,23 @@ def test_a_worker_failure_is_raised(workers: int) -> None:
 def test_available_cpus_is_positive() -> None:
     assert available_cpus() >= 1
     assert map_chunks(_square_sum, [], workers=2) == []
+
+
+def test_prefetch_keeps_order_raises_the_producers_error_and_stops_early() -> None:
+    import itertools
+    import threading
+
+    from bmbench.parallel import prefetch
+
+    assert list(prefetch(iter(range(50)), 3)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise ValueError("the producer failed")
+
+    with pytest.raises(ValueError, match="the producer failed"):
+        list(prefetch(failing()))
+    endless = prefetch(itertools.count(), 2)
+    assert [next(endless), next(endless)] == [0, 1]
+    endless.close()  # leaving early stops the thread
+    assert not any(t.name == "bmbench-prefetch" for t in threading.enumerate())

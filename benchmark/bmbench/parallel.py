@@ -1,4 +1,5 @@
-"""One way to fan work out over processes: chunks in, results back in order, progress as chunks finish.
+"""One way to fan work out over processes: chunks in, results back in order, progress as chunks finish;
+and one way to run a producer ahead of its consumer in a thread (:func:`prefetch`).
 
 Used by every CPU-bound pass over the images (decoding checks, synthetic generation, baseline features,
 statistics, caches). Workers use the platform's default start method (fork on Linux, as torch DataLoader
@@ -9,9 +10,12 @@ stays flat on 171k images, and a failure or Ctrl-C cancels what has not started.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -66,3 +70,44 @@ def map_chunks(
         raise
     pool.shutdown(wait=True)
     return results  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
+
+
+def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
+    """``items``, produced by a background thread up to ``depth`` ahead of the consumer.
+
+    Why: reading, gathering, pinning and decoding (which release the GIL) overlap the consumer's device work.
+    An exception of the producer is raised in the consumer; leaving the loop early stops the thread.
+    """
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def work() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                q.put(item)
+            q.put(done)
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer, raised there
+            q.put(_Failed(err))
+
+    thread = threading.Thread(target=work, name="bmbench-prefetch", daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not done:
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get(timeout=0.1)
+            except queue.Empty:
+                pass

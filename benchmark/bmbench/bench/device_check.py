@@ -1,11 +1,12 @@
 """The device check: every figure docs/performance.md needs from one GPU, in stages that always report.
 
 ``scripts/device-check.sh`` runs ``python -m bmbench.bench device-check``. Each stage is its own process under
-its own time limit (the total budget is 8 minutes on a GPU) and writes its JSON ``<out>/<stage>.json``
+its own time limit (the total budget is 8 minutes on a GPU) and writes its JSON ``<work>/stages/<stage>.json``
 before the next starts: its figures so far (rewritten after every measured variant), or the error with a
 traceback summary; a stage that runs out of time keeps what it wrote and is marked "timed out". After each
-stage ``report.json`` (every stage's status) and ``report.md`` (the Markdown for docs/performance.md) are
-rewritten, so whatever happens later, the report is complete up to there.
+stage three files in ``<out>`` are rewritten: ``report.json`` (every stage's document), ``report.md`` (the
+Markdown for docs/performance.md) and ``logs.txt`` (the tail of every stage's output), so whatever happens
+later, the report is complete up to there. Three files: the device tool returns at most 8 from ``$OUT``.
 
 Stages, ordered by value:
 
@@ -16,11 +17,13 @@ Stages, ordered by value:
 ``train32``  training images/s, plain vs the bmbench path a run executes, batch 32, resnet152 and
              regnet_y_32gf, CUDA graphs off and on;
 ``mfu``      MFU at the largest batch that fits, vgg19_bn and vit_l_32 (the bmbench path);
-``embed``    frozen-feature embedding throughput (``bmbench.bench.embed``, when it exists);
+``embed``    frozen-feature embedding: pure forward vs ``bmbench embed``'s data path, ViT-L/14 at 224 px,
+             batch 256 (:func:`bmbench.bench.embed.device_check`; the 0.8 ratio target);
 ``run``      ``bmbench run`` end to end: one fold, one epoch of ``resnet_random`` with the fast path
              (needs pydantic: reported as "needs pydantic" where it is missing).
 
-Only torch, torchvision, numpy and Pillow are needed for the first five stages: no pydantic, no typer.
+Only torch, torchvision, numpy, Pillow and (for embed) timm are needed for the first five stages: no pydantic,
+no typer.
 Failures can be injected (tests): ``DEVICE_CHECK_INJECT`` is a comma list of ``compile`` (every
 torch.compile fails, the probe included), ``compile-late`` (the probe passes, later compiles fail),
 ``oom:STAGE``, ``hang:STAGE``, ``fail:STAGE``; ``DEVICE_CHECK_LIMITS="stage=seconds,..."`` overrides limits;
@@ -285,7 +288,7 @@ def stage_embed(config: dict[str, Any], emit: Callable[[dict[str, Any]], None]) 
     entry = getattr(embed, "device_check", None)
     if entry is None:
         return {"status": "not available", "reason": "bmbench.bench.embed has no device_check(config) entry point"}
-    return {"embed": entry(config)}
+    return {"embed": entry(config, lambda doc: emit({"embed": doc}))}
 
 
 def stage_run(config: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
@@ -441,6 +444,24 @@ def write_report(out: Path, config: dict[str, Any], stages: list[dict[str, Any]]
     atomic.write_text(out / "report.md", device_check_markdown(report))
 
 
+LOG_TAIL_LINES = 200
+"""Lines of each stage's output kept in ``logs.txt``."""
+
+
+def write_logs(path: Path, stages_dir: Path) -> None:
+    """The tail of every stage's output so far, in stage order, as one file."""
+    from bmbench import atomic
+
+    parts = []
+    for stage in STAGES:
+        log_file = stages_dir / f"{stage.name}.log"
+        if log_file.is_file():
+            lines = log_file.read_text(encoding="utf-8", errors="replace").splitlines()
+            cut = f" (last {LOG_TAIL_LINES} of {len(lines)} lines)" if len(lines) > LOG_TAIL_LINES else ""
+            parts.append(f"==== {stage.name}{cut} ====\n" + "\n".join(lines[-LOG_TAIL_LINES:]))
+    atomic.write_text(path, "\n\n".join(parts) + "\n")
+
+
 def device_check(mode: str, out: Path, work: Path, budget: float | None = None,
                  log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every stage in order under the budget; return the report (also in ``out/report.json``)."""
@@ -450,6 +471,8 @@ def device_check(mode: str, out: Path, work: Path, budget: float | None = None,
     config["budget_s"] = float(budget if budget is not None else os.environ.get(
         "DEVICE_CHECK_BUDGET", 900 if mode == "cpu" else TOTAL_BUDGET_S))
     config_path = work / "config.json"
+    stages_dir = work / "stages"
+    stages_dir.mkdir(exist_ok=True)
     started = time.monotonic()
     limits = _limits()
     stages: list[dict[str, Any]] = []
@@ -457,15 +480,16 @@ def device_check(mode: str, out: Path, work: Path, budget: float | None = None,
     for k, stage in enumerate(STAGES):
         elapsed = time.monotonic() - started
         limit = limits.get(stage.name, stage_limit(k, elapsed, config["budget_s"], mode == "cpu"))
-        path = out / f"{stage.name}.json"
+        path, log_path = stages_dir / f"{stage.name}.json", stages_dir / f"{stage.name}.log"
         path.unlink(missing_ok=True)
+        log_path.unlink(missing_ok=True)
         if limit < 5:
             doc = {"stage": stage.name, "status": "skipped", "reason": f"the {config['budget_s']:.0f} s budget "
                    f"is spent ({elapsed:.0f} s elapsed)"}
             _write(path, doc)
         else:
             _write(config_path, config)
-            doc = _run_child(stage.name, config_path, path, out / f"{stage.name}.log", limit)
+            doc = _run_child(stage.name, config_path, path, log_path, limit)
         if stage.name == "env":
             probe = doc.get("compile_probe") or {}
             config["compile"] = bool(probe.get("compile"))
@@ -476,6 +500,7 @@ def device_check(mode: str, out: Path, work: Path, budget: float | None = None,
         stages.append(doc)
         log(summary_line(doc))
         write_report(out, config, stages, started)
+        write_logs(out / "logs.txt", stages_dir)
     log(f"finished in {time.monotonic() - started:.0f} s; {out / 'report.md'}")
     return json.loads((out / "report.json").read_text(encoding="utf-8"))
 

@@ -381,7 +381,7 @@ def measure_training(model: Any, step_model: Any, datapath: Any, positions: np.n
     _sync(device)
     seconds = time.perf_counter() - started
     out = {"images_per_s": seen / seconds, "step_ms": 1000 * seconds / steps, "seconds": seconds, "images": seen,
-           "warmup_s": warmup_s, "batch": int(recipe.batch_size)}
+           "warmup": warmup, "warmup_s": warmup_s, "batch": int(recipe.batch_size)}
     out["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     del optimizer
     return out
@@ -410,7 +410,7 @@ def measure_eval(model: Any, datapath: Any, positions: np.ndarray, variant: Vari
     _sync(device)
     seconds = time.perf_counter() - started
     seen = min(len(take) - per_batch * warmup, per_batch * steps)
-    out = {"images_per_s": seen / seconds, "seconds": seconds, "images": seen, "warmup_s": warmup_s}
+    out = {"images_per_s": seen / seconds, "seconds": seconds, "images": seen, "warmup": warmup, "warmup_s": warmup_s}
     fallback = getattr(eval_model, "fallback", None)
     if fallback:
         out["compile_fallback"] = fallback
@@ -663,7 +663,7 @@ def _versions() -> dict[str, Any]:
 def measure_concurrent(options: BenchOptions, result: dict[str, Any], data: BenchData, device: Any,
                        log: Callable[[str], None], warmup: int) -> dict[str, Any]:
     """Run the bmbench path of a backbone in N processes at once; total images/s vs one process."""
-    from bmbench.datapaths.gpu import CONCURRENT_ENV
+    from bmbench.datapaths.gpu import CONCURRENT_ENV, host_fallback_notes
 
     backbone = result["backbone"]
     single = [v for v in result["variants"].values() if v["path"] == BMBENCH and "train" in v]
@@ -694,6 +694,7 @@ def measure_concurrent(options: BenchOptions, result: dict[str, Any], data: Benc
         per_process: list[float] = []
         storages: list[str] = []
         errors: list[str] = []
+        notes: list[str] = []
         for k, (proc, log_file) in enumerate(procs):
             code = proc.wait()
             log_file.close()
@@ -706,10 +707,13 @@ def measure_concurrent(options: BenchOptions, result: dict[str, Any], data: Benc
             records = [v for b in doc["backbones"] for v in b["variants"].values() if "train" in v]
             per_process.extend(r["train"]["images_per_s"] for r in records)
             storages.extend(r.get("storage", "-") for r in records)
+            log_text = Path(tmp, f"{k}.log").read_text(errors="replace")
+            notes.extend(f"process {k}: {note}" for note in host_fallback_notes(log_text))
     if errors:
         return {"processes": n, "error": "; ".join(errors)}
     total = sum(per_process)
     return {"processes": n, "batch": best["train"]["batch"], "layout": best["layout"],
-            "images_per_s_per_process": per_process, "storage_per_process": storages, "images_per_s_total": total,
+            "images_per_s_per_process": per_process, "storage_per_process": storages, "storage_notes": notes,
+            "images_per_s_total": total,
             "images_per_s_one_process": best["train"]["images_per_s"],
             "ratio_vs_one_process": total / best["train"]["images_per_s"]}

@@ -88,6 +88,15 @@ def _num(value: float | None, fmt: str = ",.0f") -> str:
     return "-" if value is None else format(value, fmt)
 
 
+def concurrent_storage(conc: dict[str, Any]) -> str:
+    """Where the concurrent processes kept their images, and why any fell back to host memory."""
+    storages = conc.get("storage_per_process") or []
+    if "host" not in storages:
+        return f"images in device memory ({', '.join(storages) or 'storage not recorded'})"
+    why = "; ".join(conc.get("storage_notes") or []) or "no reason recorded"
+    return f"FELL BACK to host memory in {storages.count('host')} of {len(storages)} processes: {why}"
+
+
 def render(doc: dict[str, Any], console: Console) -> None:
     """One side-by-side table per backbone, then the data-only summary."""
     synthetic = " [bold red]SYNTHETIC DATA[/]" if doc["data"]["synthetic"] else ""
@@ -136,7 +145,7 @@ def render(doc: dict[str, Any], console: Console) -> None:
             else:
                 console.print(f"  {conc['processes']} concurrent processes: {conc['images_per_s_total']:,.0f} images/s "
                               f"in total vs {conc['images_per_s_one_process']:,.0f} in one "
-                              f"({conc['ratio_vs_one_process']:.2f}×)")
+                              f"({conc['ratio_vs_one_process']:.2f}×); {concurrent_storage(conc)}", highlight=False)
     summary = doc["data_only_summary"]
     if summary.get("bmbench_over_fastest_training"):
         console.print(f"data path alone: bmbench {_num(summary['bmbench_images_per_s'])} images/s = "
@@ -214,7 +223,8 @@ def markdown(docs: list[dict[str, Any]]) -> str:
             if conc and "error" not in conc:
                 checks.append(f"- {name}: {conc['processes']} concurrent processes give "
                               f"{conc['images_per_s_total']:,.0f} images/s in total vs "
-                              f"{conc['images_per_s_one_process']:,.0f} in one ({conc['ratio_vs_one_process']:.2f}×)")
+                              f"{conc['images_per_s_one_process']:,.0f} in one ({conc['ratio_vs_one_process']:.2f}×); "
+                              f"{concurrent_storage(conc)}")
     for name in ("vgg19_bn", "vit_l_32"):
         if name in best_mfu:
             mfu, batch, at_max = best_mfu[name]
@@ -230,6 +240,27 @@ def markdown(docs: list[dict[str, Any]]) -> str:
     device = head.get("device", {}).get("name", "?")
     return "\n".join([f"Device: {device}; measured {head.get('created_at', '?')}; "
                       f"torch {head.get('versions', {}).get('torch')}.", "", *lines, "", *checks, ""])
+
+
+def embed_check_markdown(doc: dict[str, Any]) -> list[str]:
+    """The embed stage: pure forward vs the embedding data path, its components, the ratio vs the target."""
+    enc, device = doc.get("encoder", {}), doc.get("device", {})
+    lines = [f"Frozen-feature embedding: {enc.get('what', enc.get('timm'))} ({enc.get('parameters', 0) / 1e6:.0f} M "
+             f"parameters, random weights), batch {doc.get('batch')}, {device.get('name', device.get('type'))}"
+             f"{', bf16 + channels_last' if doc.get('bf16_channels_last') else ''}:", "",
+             "| embed path | images/s | seconds | what |", "|---|---|---|---|"]
+    rows = [("pure forward (device-resident batch)", doc.get("forward"), "")]
+    rows += [(f"component: {name}", part, part.get("what", "")) for name, part in (doc.get("components") or {}).items()]
+    rows.append(("data path (bmbench embed per batch)", doc.get("data_path"), (doc.get("data_path") or {}).get("what", "")))
+    for name, part, what in rows:
+        if part:
+            lines.append(f"| {name} | {_num(part.get('images_per_second'))} | {_num(part.get('seconds'), '.2f')} | "
+                         f"{what} |")
+    if doc.get("ratio") is not None:
+        verdict = {True: "meets", False: "MISSES", None: "not judged against"}[doc.get("meets_target")]
+        lines += ["", f"data path / pure forward = {doc['ratio']:.2f}: {verdict} the {doc.get('target_ratio')} "
+                  f"target{' (' + doc['note'] + ')' if doc.get('note') else ''}."]
+    return lines
 
 
 def device_check_markdown(report: dict[str, Any]) -> str:
@@ -269,11 +300,9 @@ def device_check_markdown(report: dict[str, Any]) -> str:
                   for name, v in b.get("variants", {}).items() if v.get("error")]
         if failed:
             lines += ["", "Variants that did not measure (their error):", *failed]
-    embed = by_name.get("embed") or {}
-    if embed.get("embed"):
-        import json
-
-        lines += ["", "Frozen-feature embedding:", "", "```", json.dumps(embed["embed"], indent=1)[:3000], "```"]
+    embed = (by_name.get("embed") or {}).get("embed")
+    if embed:
+        lines += ["", *embed_check_markdown(embed)]
     run = by_name.get("run") or {}
     if run.get("fold"):
         fold = run["fold"]

@@ -29,9 +29,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import queue
 import sys
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -57,6 +55,8 @@ CONCURRENT_ENV = "BMBENCH_CONCURRENT_FOLDS"
 """Set by ``bmbench run --concurrent-folds N`` for its workers: each may use 1/N of the free memory."""
 DEVICE_MEMORY_FRACTION = 0.6
 """``auto`` keeps the images on the device when they take at most this fraction of its free memory."""
+HOST_FALLBACK = "batches are gathered from pinned host memory instead"
+"""The phrase of the host-storage note that ``bench --concurrent`` and ``run --concurrent-folds`` relay."""
 CROP_ATTEMPTS = 10
 """RandomResizedCrop's number of tries before its central-crop fallback (torchvision)."""
 _LOAD_CHUNK = 512
@@ -298,9 +298,15 @@ def resolve_storage(requested: str, device: torch.device, nbytes: int) -> str:
         return "device"
     per = f" shared by {share} concurrent folds" if share > 1 else ""
     _note(f"the fold's images ({nbytes / 2**30:.1f} GiB) exceed {DEVICE_MEMORY_FRACTION:.0%} of the free device "
-          f"memory{per} ({room / 2**30:.1f} GiB): batches are gathered from pinned host memory instead (slower; "
+          f"memory{per} ({room / 2**30:.1f} GiB of {free / 2**30:.1f} GiB free): {HOST_FALLBACK} (slower; "
           f"fold.json records storage = host; {STORAGE_ENV}=device forces the device)")
     return "host"
+
+
+def host_fallback_notes(log_text: str) -> list[str]:
+    """The notes of :func:`resolve_storage` in a worker's output: why its images live in host memory."""
+    return [line.strip()[len("bmbench: "):] for line in log_text.splitlines()
+            if line.strip().startswith("bmbench: ") and HOST_FALLBACK in line]
 
 
 def _gather(images: np.ndarray, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -458,35 +464,13 @@ class TrainEpoch:
 
     def _host_batches(self) -> Iterator[torch.Tensor]:
         """Pinned host batches gathered from the memory-mapped cache by a background thread."""
+        from bmbench.parallel import prefetch
+
         rows = self.store.rows[self.local.numpy()]
         bsz, pin = self.path.batch_size, self.path.device.type == "cuda"
-        slots: queue.Queue[Any] = queue.Queue(maxsize=_PREFETCH)
-        stop = threading.Event()
-
-        def work() -> None:
-            try:
-                for start in range(0, len(rows), bsz):
-                    if stop.is_set():
-                        return
-                    slots.put(_host_rows(self.store.images, rows[start:start + bsz], pin))
-                slots.put(None)
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
-                slots.put(exc)
-
-        thread = threading.Thread(target=work, name="bmbench-gather", daemon=True)
-        thread.start()
-        try:
-            while (item := slots.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item.to(self.path.device, non_blocking=True)
-        finally:
-            stop.set()
-            while thread.is_alive():
-                try:
-                    slots.get(timeout=0.1)
-                except queue.Empty:
-                    pass
+        gathered = (_host_rows(self.store.images, rows[start:start + bsz], pin) for start in range(0, len(rows), bsz))
+        for item in prefetch(gathered, _PREFETCH):
+            yield item.to(self.path.device, non_blocking=True)
 
     def __iter__(self) -> Iterator[Batch]:
         path, device, bsz = self.path, self.path.device, self.path.batch_size

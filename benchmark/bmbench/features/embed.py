@@ -19,9 +19,7 @@ finite ``(N, D)`` tensor is refused (exit 2) and its unfinished store removed.
 from __future__ import annotations
 
 import hashlib
-import queue
 import shutil
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -32,6 +30,7 @@ import numpy as np
 
 from bmbench import atomic
 from bmbench.errors import BmbenchError
+from bmbench.features.batch import batch_transform, embed_batch, prefetch, prepare_module
 from bmbench.features.encoders import Encoder, load_encoder, run_folds
 from bmbench.features.store import (FEATURES_FILE, INDEX_FILE, MANIFEST_FILE, PROGRESS_FILE, index_text,
                                     open_store, read_manifest, refuse_mismatch)
@@ -97,7 +96,7 @@ class ImageSource:
     def batches(self, start: int, batch: int, pin: bool) -> Iterator[tuple[int, Any]]:
         """``(first_row, uint8 tensor)`` for rows ``start..N`` in order, one batch prefetched ahead."""
         gen = self._cache_batches(start, batch) if self.cache is not None else self._decoded_batches(start, batch)
-        return _prefetch(gen, pin)
+        return prefetch(gen, pin)
 
     def _cache_batches(self, start: int, batch: int) -> Iterator[tuple[int, Any]]:
         import torch
@@ -151,41 +150,6 @@ def _stack(items: list[np.ndarray]) -> np.ndarray:
     return np.stack(items)
 
 
-def _prefetch(gen: Iterator[tuple[int, Any]], pin: bool, depth: int = 2) -> Iterator[tuple[int, Any]]:
-    """Run ``gen`` in a thread ``depth`` batches ahead (reading and decoding overlap the forward pass)."""
-    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def work() -> None:
-        try:
-            for a, t in gen:
-                if stop.is_set():
-                    return
-                q.put((a, t.pin_memory() if pin else t))
-            q.put(done)
-        except BaseException as err:  # handed to the consumer, raised there
-            q.put(err)
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():
-            try:
-                q.get(timeout=0.1)
-            except queue.Empty:
-                pass
-
-
 def _device_record(device: Any) -> dict[str, str | int | float | None]:
     import platform
 
@@ -197,46 +161,10 @@ def _device_record(device: Any) -> dict[str, str | int | float | None]:
             "torch": torch.__version__}
 
 
-def forward_features(encoder: Encoder, x: Any, device: Any) -> Any:
-    """The encoder's features of a preprocessed batch (bf16 autocast + channels_last on CUDA)."""
-    import torch
-
-    with torch.inference_mode():
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                return encoder.module(x)
-        return encoder.module(x)
-
-
-def _check_output(out: Any, n: int, spec: str, first_row: int, image_ids: Any) -> np.ndarray:
-    import torch
-
-    if not isinstance(out, torch.Tensor):
-        raise BmbenchError(f"encoder {spec} returned {type(out).__name__}, not a tensor of features (N, D); a "
-                           "model.py encoder must return pooled features", exit_code=INVALID)
-    if out.ndim != 2 or out.shape[0] != n:
-        raise BmbenchError(f"encoder {spec} returned shape {tuple(out.shape)} for a batch of {n} images; it must "
-                           "return pooled features (N, D) — pool or flatten in build_encoder()", exit_code=INVALID)
-    feats = out.float()
-    bad = ~torch.isfinite(feats).all(dim=1)
-    half = feats.to(torch.float16)
-    bad |= ~torch.isfinite(half).all(dim=1)
-    if bool(bad.any()):
-        rows = torch.nonzero(bad).flatten().tolist()
-        ids = [str(image_ids[first_row + r]) for r in rows[:5]]
-        raise BmbenchError(f"encoder {spec} produced NaN/infinite features (or values beyond float16's range "
-                           f"65504) for {len(rows)} image(s) of this batch, e.g. {', '.join(ids)}; fix the encoder "
-                           "(its weights, or normalise its output)", exit_code=INVALID)
-    return half.cpu().numpy()
-
-
 def _embed_store(encoder: Encoder, folder: Path, source: ImageSource, *, split: Any, dataset: Any, ids: list[str],
                  device: Any, batch: int, progress: Progress | None, label: str) -> Path:
     """Fill (or resume, or reuse) one store folder with ``encoder``'s features of ``ids``."""
     from bmbench import __version__
-    from bmbench.features.preprocess import batch_transform
-
     text = index_text(ids)
     index_sha = hashlib.sha256(text.encode()).hexdigest()
     key = StoreKey(encoder_id=encoder.spec, weights_sha256=encoder.weights_sha256, fold=encoder.fold,
@@ -263,19 +191,14 @@ def _embed_store(encoder: Encoder, folder: Path, source: ImageSource, *, split: 
         raise BmbenchError(f"{folder} exists and is not a feature store (no {MANIFEST_FILE} or {PROGRESS_FILE}); "
                            "choose an empty --out folder", exit_code=INVALID)
     transform = batch_transform(encoder.preprocess)
-    module = encoder.module.to(device)
-    if device.type == "cuda":
-        import torch
-
-        module = module.to(memory_format=torch.channels_last)
-    encoder.module = module
+    encoder.module = prepare_module(encoder.module, device)
     started = time.perf_counter()
     rows_this_run = 0
     last_checkpoint = start
     try:
         for first, block in source.batches(start, batch, pin=device.type == "cuda"):
-            x = transform(block.to(device, non_blocking=True))
-            out = _check_output(forward_features(encoder, x, device), len(block), encoder.spec, first, ids)
+            out = embed_batch(encoder.module, transform, block, device, spec=encoder.spec, first_row=first,
+                              image_ids=ids)
             if feats is None:
                 dim = int(out.shape[1])
                 folder.mkdir(parents=True, exist_ok=True)

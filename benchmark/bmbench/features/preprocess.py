@@ -7,17 +7,14 @@ config (``input_size``, ``interpolation``, ``mean``/``std``, ``crop_pct``: resiz
 ``eval_size``, the recipe's normalisation: what a fine-tuned model saw). Overriding ``size`` without
 ``resize`` means no crop (``resize = size``).
 
-The transform runs on batches of uint8 ``N x H x W x 3`` tensors on the device (the image cache's
-layout), so the cache path and the decoding path feed the encoder identical inputs. It never augments.
-On CUDA it resizes in float32 (``F.interpolate``, antialiased); on the CPU it resizes the uint8 pixels
-with torchvision's kernels first (faster; the results differ by under one grey level before
-normalisation, and a store records its device).
+The transform itself (:func:`bmbench.features.batch.batch_transform`, pydantic-free so the device check
+can run it) works on batches of uint8 ``N x H x W x 3`` tensors on the device (the image cache's layout),
+so the cache path and the decoding path feed the encoder identical inputs. It never augments.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 from bmbench.recipe import Recipe, channel_stats
@@ -71,40 +68,3 @@ def from_recipe(recipe: Recipe, source: str) -> Preprocessing:
     mean, std = channel_stats(recipe.normalization)
     return Preprocessing(size=recipe.eval_size, resize=recipe.eval_size, interpolation="bilinear",
                          mean=tuple(mean), std=tuple(std), source=source)
-
-
-def batch_transform(pre: Preprocessing) -> Callable[[Any], Any]:
-    """uint8 ``N x H x W x 3`` tensor -> normalised float32 ``N x 3 x size x size`` on the same device."""
-    import torch
-    import torch.nn.functional as F
-
-    mean = torch.tensor(pre.mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(pre.std, dtype=torch.float32).view(1, 3, 1, 1)
-    antialias = pre.interpolation != "nearest"
-
-    def apply(images: torch.Tensor) -> torch.Tensor:
-        x = images.permute(0, 3, 1, 2)
-        h, w = x.shape[-2:]
-        scale = pre.resize / min(h, w)
-        out_h, out_w = max(pre.size, round(h * scale)), max(pre.size, round(w * scale))
-        resize = (out_h, out_w) != (h, w)
-        if resize and x.device.type == "cpu":
-            # On the CPU resize the uint8 pixels (torchvision's vectorised kernels), then convert the small
-            # image: converting 250 x 250 floats first costs more than the encoder for small inputs.
-            from torchvision.transforms.v2 import InterpolationMode
-            from torchvision.transforms.v2 import functional as TF
-
-            x = TF.resize(x.contiguous(), [out_h, out_w], interpolation=InterpolationMode(pre.interpolation),
-                          antialias=antialias)
-            resize = False
-        x = x.to(torch.float32).div_(255.0)
-        if resize:
-            kwargs = {"antialias": True, "align_corners": False} if antialias else {}
-            x = F.interpolate(x, size=(out_h, out_w), mode=pre.interpolation, **kwargs)
-            if pre.interpolation == "bicubic":
-                x = x.clamp_(0.0, 1.0)
-        top, left = (out_h - pre.size) // 2, (out_w - pre.size) // 2
-        x = x[..., top:top + pre.size, left:left + pre.size]
-        return (x - mean.to(x.device)) / std.to(x.device)
-
-    return apply

@@ -51,11 +51,12 @@ def run_concurrent(loaded: Any, options: Any, workers: int,
                    on_event: Callable[[str, int, str], None] | None = None) -> Any:
     """Run the folds of ``options`` in up to ``workers`` processes at once, then merge and score them.
 
-    ``on_event(kind, fold, detail)`` reports ``start``, ``done`` and ``failed`` per fold. Returns the
+    ``on_event(kind, fold, detail)`` reports ``start``, ``done`` and ``failed`` per fold, and ``note`` when a
+    worker kept its images in host memory (the data path's reason). Returns the
     :class:`bmbench.runs.run.RunResult` of the whole run; raises :class:`BmbenchError` naming the logs of
     any fold that failed (after the others have finished).
     """
-    from bmbench.datapaths.gpu import CONCURRENT_ENV
+    from bmbench.datapaths.gpu import CONCURRENT_ENV, host_fallback_notes
     from bmbench.engine.device import resolve_device
     from bmbench.runs.run import FOLD_DONE, resolve_run_target, run_submission
 
@@ -95,6 +96,8 @@ def run_concurrent(loaded: Any, options: Any, workers: int,
                 handle.close()
                 del running[fold]
                 if code == 0 and (run_dir / f"fold{fold}" / FOLD_DONE).is_file():
+                    for note in host_fallback_notes(log_path.read_text(encoding="utf-8", errors="replace")):
+                        notify("note", fold, note)  # why its images were not kept on the device
                     notify("done", fold, str(log_path))
                 else:
                     failed[fold] = log_path

@@ -1,0 +1,4 @@
+"""Runs: ``bmbench run`` orchestration, concurrent folds, merging, provenance, the lr-find job and the grid.
+
+The top of the training stack; the scorer and the leaderboard never import it.
+"""
