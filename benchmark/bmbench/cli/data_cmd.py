@@ -108,9 +108,8 @@ def stats(
     Streams over the images in a process pool; compares with Table 2's BM row for the real data. A folder
     that is not in the BM layout is read as a plain folder of images (statistics for new data).
     """
-    from bmbench import atomic
-    from bmbench.data.stats import channel_statistics, render_stats, stats_source, table2_comparison
-
+    from bmbench.data.stats import channel_statistics, render_stats, stats_document, stats_source
+    from bmbench.records.data_stats import write_data_stats
     from bmbench.safe_io import check_output_path
 
     if json_out is not None:  # refused before any work starts
@@ -120,10 +119,7 @@ def stats(
         result = channel_statistics(source.paths, workers=workers, progress=advance)
     render_stats(console, source, result)
     if json_out is not None:
-        doc = {"data": {"root": str(source.root), "dataset": source.dataset, "synthetic": source.synthetic},
-               **result.to_json(),
-               "table2": table2_comparison(result) if source.dataset == "bm" else None}
-        atomic.write_json(json_out, doc)
+        write_data_stats(json_out, stats_document(source, result))
         console.print(f"wrote {json_out}")
 
 
