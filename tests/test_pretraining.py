@@ -464,7 +464,7 @@ def test_pretrain_pcam_resume_gives_the_uninterrupted_result(pcam_root: Path, tm
         pretrain(options(tmp_path / "b", epochs=3, resume=True))
     settings = work / "pretrain.json"
     good = settings.read_text()
-    settings.write_text(good.replace('"seed": 0', '"seed": -1'))  # tampered: refused, naming file and key
+    settings.write_text(good.replace('"seed": 0', '"seed": "zero"'))  # tampered: refused, naming file and key
     with pytest.raises(BmbenchError) as info:
         pretrain(options(tmp_path / "b", resume=True))
     assert info.value.exit_code == 2 and str(settings) in info.value.message and "seed" in info.value.message

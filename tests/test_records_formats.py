@@ -9,11 +9,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import bmbench.records
+import pytest
 from bmbench.errors import BmbenchError
-from bmbench.records import checkpoint, image_cache, pcam_source, pretrain_settings, synthetic_marker
+from bmbench.records import (
+    checkpoint,
+    image_cache,
+    pcam_source,
+    pretrain_settings,
+    synthetic_marker,
+)
 
 RECORDS = Path(bmbench.records.__file__).parent
 LEAF_IMPORTS = ("bmbench.errors", "bmbench.atomic", "bmbench.safe_io", "bmbench.protocols", "bmbench.classes",

@@ -37,9 +37,9 @@ from PIL import Image
 from bmbench.classes import CLASS_CODES, CLASS_INDEX, cell_classes
 from bmbench.data.layout import ABBREVIATIONS_FILE, DATA_FOLDER, SYNTHETIC_MARKER
 from bmbench.datasets import SYNTHETIC, image_id
-from bmbench.records.synthetic_marker import SyntheticMarker, read_synthetic_marker, write_synthetic_marker
 from bmbench.errors import BmbenchError
 from bmbench.parallel import map_chunks
+from bmbench.records.synthetic_marker import SyntheticMarker, read_synthetic_marker, write_synthetic_marker
 
 SUBFOLDER_SIZE = 100
 """Images per numbered sub-folder of a big class (the real release uses 1000)."""

@@ -197,14 +197,16 @@ def checkpoint_path(backbone: str, name: str, out_weights: Path | None = None) -
     return ref.path if out_weights is None else Path(out_weights) / backbone_slug(backbone) / ref.path.name
 
 
-def _check_existing(path: Path, work: Path, resume: bool, command: str) -> CheckpointMeta | None:
-    """Refuse to overwrite a finished checkpoint or to restart over an interrupted one without ``--resume``."""
+def _check_existing(path: Path, work: Path, resume: bool, ref: Any) -> CheckpointMeta | None:
+    """Refuse to overwrite a finished checkpoint or to restart over an interrupted one without ``--resume``;
+    ``ref`` (a :class:`~bmbench.models.init.CheckpointRef`) names the checkpoint ``path`` must hold."""
     meta_path = path.with_suffix(".json")
     finished = path.is_file() and meta_path.is_file()
     interrupted = work.is_dir() and any(work.iterdir())
     if finished and not interrupted:
         if resume:
-            return read_checkpoint_meta(meta_path, fix=f"Delete both files and re-create them with:\n  {command}")
+            return read_checkpoint_meta(meta_path, backbone=ref.backbone, init=ref.init,
+                                        fix=f"Delete both files and re-create them with:\n  {ref.command}")
         raise BmbenchError(f"{path} already exists (with {meta_path.name}). Delete both files to pre-train again, "
                            "or write elsewhere with --out-weights DIR.")
     if interrupted and not resume:
@@ -265,7 +267,7 @@ def pretrain(options: PretrainOptions, progress: PretrainProgress | None = None)
     path = checkpoint_path(options.backbone, name, options.out_weights)
     meta_path = path.with_suffix(".json")
     work = path.with_name(path.stem + WORK_SUFFIX)
-    existing = _check_existing(path, work, options.resume, CheckpointRef(options.backbone, name).command)
+    existing = _check_existing(path, work, options.resume, CheckpointRef(options.backbone, name))
     if existing is not None:
         progress.log(f"{path} is already complete; nothing to resume")
         return PretrainResult(path, meta_path, existing, trained=False)

@@ -52,7 +52,7 @@ class CheckpointMeta(BaseModel):
     epochs_planned: int = Field(ge=1)
     max_steps: int | None = Field(None, ge=1)
     smoke: bool = Field(description="Shortened training (--epochs/--max-steps): never a comparable start.")
-    seed: int = Field(ge=0)
+    seed: int
     lr: float = Field(gt=0)
     lr_rule: str
     data_path: str

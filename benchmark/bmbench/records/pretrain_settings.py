@@ -31,7 +31,7 @@ class PretrainSettings(BaseModel):
     recipe_digest: SHA256
     epochs: int = Field(ge=1)
     max_steps: int | None = Field(None, ge=1)
-    seed: int = Field(ge=0)
+    seed: int
     data: str = Field(description="Where the in-domain images were read from.")
 
     def differences(self, other: PretrainSettings) -> dict[str, tuple[object, object]]:
