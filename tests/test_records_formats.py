@@ -112,3 +112,22 @@ def test_pretrain_settings_name_what_differs() -> None:
     make = CASES[1][1]
     before, now = make(), make().model_copy(update={"seed": 2, "epochs": 3})
     assert before.differences(now) == {"epochs": (2, 3), "seed": (1, 2)} and before.differences(make()) == {}
+
+
+def test_explain_record_keeps_the_class_key_and_null_probabilities(tmp_path: Path) -> None:
+    from bmbench.records.explain import Available, ExplainedImage, ExplainRecord, read_explain, write_explain
+    from bmbench.records.run import DataRef, SplitRef, SubmissionRef
+
+    record = ExplainRecord(
+        run_dir="runs/x/synthetic", submission=SubmissionRef(name="x", digest=HEX, folder="submissions/x"),
+        split=SplitRef(name="synthetic-cv5-v1", sha256=HEX, dataset="synthetic"),
+        data=DataRef(dataset="synthetic", synthetic=True, root="/d"), class_code="ABE", class_name="Abnormal",
+        n_requested=2, available=Available(correct=1, misclassified=0), selection="s", method="Grad-CAM",
+        target_layer="layer4", target_rule="last conv", input_size=224,
+        examples=[ExplainedImage(image_id="ABE_00001", fold=0, true="ABE", pred="ABE", correct=True,
+                                 maps_for=["ABE"])])  # predictions without probabilities: p_* are null
+    path = tmp_path / "explain.json"
+    write_explain(path, record)
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert doc["class"] == "ABE" and "class_code" not in doc and doc["examples"][0]["p_true"] is None
+    assert read_explain(path) == record
