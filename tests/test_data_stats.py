@@ -15,6 +15,8 @@ from bmbench.cli.main import app
 from bmbench.data.decode import decode_image
 from bmbench.data.stats import channel_statistics, chunk_sums, combine, find_images
 from bmbench.data.synthetic import generate_synthetic
+from bmbench.errors import BmbenchError
+from bmbench.records.data_stats import read_data_stats
 from fixtures_bm import write_bm_tree
 
 runner = CliRunner()
@@ -83,6 +85,13 @@ def test_cli_on_synthetic_data_is_labelled_and_writes_json(tmp_path: Path) -> No
     assert doc["images"] == 42 and doc["data"]["synthetic"] is True and doc["table2"] is None
     np.testing.assert_allclose([doc["mean"][c] for c in ("red", "green", "blue")], mean, atol=1e-9)
     np.testing.assert_allclose([doc["std"][c] for c in ("red", "green", "blue")], std, atol=1e-9)
+    record = read_data_stats(out)  # the document has one model: it reads back, and a damaged one is named
+    assert record.schema_version == 1 and record.model_dump(mode="json") == doc
+    for key, value in (("mean", {**doc["mean"], "red": 2.0}), ("images", 0), ("extra", 1)):
+        out.write_text(json.dumps({**doc, key: value}))
+        with pytest.raises(BmbenchError) as info:
+            read_data_stats(out)
+        assert info.value.exit_code == 2 and str(out) in info.value.message and key in info.value.message
 
 
 def test_cli_on_a_bm_copy_compares_with_table2(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from bmbench.explain.cam import grad_cam_maps, overlay, resize_map
 from bmbench.explain.gallery import ExplainOptions, explain_run, pick_examples
 from bmbench.explain.targets import choose_target_layer, vit_reshape_transform
 from bmbench.models.backbones import build_backbone
+from bmbench.records.explain import read_explain
 from bmbench.scoring.predictions import read_predictions
 from bmbench.splits.store import load_split
 from bmbench.submissions.registry import default_submissions_dir, resolve_submission
@@ -168,6 +169,12 @@ def test_explain_a_tiny_trained_run(tiny_run: Path, tmp_path: Path) -> None:
     meta = json.loads(result.json.read_text())
     assert meta["class"] == code and meta["target_layer"] == "3.0" and len(meta["examples"]) == len(shown)
     assert meta["data"]["synthetic"] is True
+    assert read_explain(result.json) == result.record and meta == result.meta  # one model, round trip
+    for key, value in (("examples", [{**meta["examples"][0], "p_true": 1.5}]), ("input_size", 0), ("extra", 1)):
+        result.json.write_text(json.dumps({**meta, key: value}))
+        with pytest.raises(BmbenchError) as info:
+            read_explain(result.json)
+        assert info.value.exit_code == 2 and str(result.json) in info.value.message and key in info.value.message
 
 
 def test_explain_html_escapes_strings(tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,8 @@ import torchvision
 
 from bmbench.errors import BmbenchError
 from bmbench.models.backbones import build_backbone, head_name
-from bmbench.models.init import CheckpointRef, build_initialised_model, sha256_file
+from bmbench.models.init import IN_DOMAIN, CheckpointRef, build_initialised_model, sha256_file
+from bmbench.records.checkpoint import CheckpointMeta, write_checkpoint_meta
 from bmbench.submissions.schema import load_submission
 
 ARCH = "mobilenet_v3_small"  # small torchvision model with an nn.Linear head and ImageNet weights
@@ -88,8 +89,14 @@ def _write_in_domain_checkpoint(loaded, init: str, classes: int) -> tuple[Checkp
     ref = CheckpointRef(loaded.submission.backbone, init)
     ref.path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, ref.path)
-    ref.meta_path.write_text(json.dumps({"sha256": sha256_file(ref.path), "dataset": "cd", "init": "imagenet",
-                                         "recipe_digest": "x", "epochs": 1, "val_accuracy": 0.5}))
+    dataset, start = IN_DOMAIN[init]
+    write_checkpoint_meta(ref.meta_path, CheckpointMeta(
+        backbone=ref.backbone, checkpoint_init=init, dataset=dataset, dataset_title=dataset, init=start,
+        num_classes=classes, classes=[f"c{k}" for k in range(classes)], head=head_name(build_backbone(
+            ref.backbone, classes)), recipe={}, recipe_digest="0" * 64, epochs=1, epochs_planned=1, smoke=True,
+        seed=0, lr=0.01, lr_rule="fixed in the recipe", data_path="plain", val_accuracy=0.5, seconds=1.0,
+        wall_seconds_this_invocation=1.0, bmbench_version="test", created_at="2026-01-01T00:00:00+00:00",
+        sha256=sha256_file(ref.path)))
     return ref, state
 
 
@@ -119,3 +126,23 @@ def test_in_domain_corrupt_checkpoint_is_refused(tmp_path: Path, monkeypatch: py
     ref.path.write_bytes(ref.path.read_bytes() + b"x")
     with pytest.raises(BmbenchError, match="corrupt or was replaced"):
         _build(loaded, 21)
+
+
+def test_in_domain_metadata_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A damaged or misplaced metadata file is refused (exit 2) naming the file, the key and the command."""
+    monkeypatch.setenv("BMBENCH_WEIGHTS", str(tmp_path / "weights"))
+    loaded = _submission(tmp_path, "cd")
+    ref, _ = _write_in_domain_checkpoint(loaded, "cd", classes=11)
+    good = json.loads(ref.meta_path.read_text())
+    cases = [({**good, "sha256": "not a digest"}, "sha256"), ({**good, "val_accuracy": 1.5}, "val_accuracy"),
+             ({**good, "surprise": 1}, "surprise"), ({**good, "checkpoint_init": "imagenet+cd"}, "checkpoint_init"),
+             ({**good, "backbone": "torchvision:resnet18"}, "backbone")]
+    for doc, key in cases:
+        ref.meta_path.write_text(json.dumps(doc))
+        with pytest.raises(BmbenchError) as info:
+            _build(loaded, 21)
+        assert info.value.exit_code == 2 and str(ref.meta_path) in info.value.message and key in info.value.message
+        assert "bmbench pretrain --dataset cd" in info.value.message
+    del good["schema_version"]  # a file copied from elsewhere without the key reads as version 1
+    ref.meta_path.write_text(json.dumps(good))
+    assert _build(loaded, 21)[1]["pretraining"]["dataset"] == "cd"

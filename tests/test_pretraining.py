@@ -29,6 +29,7 @@ from bmbench.pretraining.pretrain import (PretrainOptions, SilentProgress, check
 from bmbench.pretraining.source import CD, PCAM, SourceDataPath
 from bmbench.submissions.schema import load_submission
 from bmbench.recipe import Augmentation, Recipe
+from bmbench.records.pcam_source import read_pcam_source
 from bmbench.runs.run import RunOptions, run_submission
 from cpu_fixtures import cpu_recipe
 
@@ -163,6 +164,14 @@ def test_pcam_gzipped_is_decompressed_once_into_the_cache(tmp_path: Path) -> Non
     again = pcam_mod.load_pcam(root, task)  # reused: no second decompression
     assert advanced == {} and cached.stat().st_mtime_ns == before
     assert np.array_equal(np.asarray(again.source.image(5)), np.asarray(data.source.image(5)))
+    record = cached.with_name(cached.name + ".source.json")
+    assert read_pcam_source(record).size == (root / "camelyonpatch_level_2_split_train_x.h5.gz").stat().st_size
+    record.write_text(record.read_text().replace('"size"', '"bytes"'))  # damaged: decompressed again
+    with pytest.raises(BmbenchError) as info:
+        read_pcam_source(record)
+    assert info.value.exit_code == 2 and str(record) in info.value.message and "bytes" in info.value.message
+    pcam_mod.load_pcam(root, task)
+    assert advanced and read_pcam_source(record).mtime_ns > 0
 
 
 def test_pcam_missing_and_corrupt_files(tmp_path: Path) -> None:
@@ -452,6 +461,13 @@ def test_pretrain_pcam_resume_gives_the_uninterrupted_result(pcam_root: Path, tm
         pretrain(options(tmp_path / "b"))
     with pytest.raises(BmbenchError, match="other settings.*epochs"):
         pretrain(options(tmp_path / "b", epochs=3, resume=True))
+    settings = work / "pretrain.json"
+    good = settings.read_text()
+    settings.write_text(good.replace('"seed": 0', '"seed": "zero"'))  # tampered: refused, naming file and key
+    with pytest.raises(BmbenchError) as info:
+        pretrain(options(tmp_path / "b", resume=True))
+    assert info.value.exit_code == 2 and str(settings) in info.value.message and "seed" in info.value.message
+    settings.write_text(good)
     resumed = pretrain(options(tmp_path / "b", resume=True))
     assert resumed.meta["epochs"] == 2 and not work.exists()
     a = torch.load(whole.checkpoint, weights_only=True)

@@ -30,8 +30,10 @@ MAX_BYTES: dict[str, int] = {
 """Largest accepted input per kind of file: far beyond any valid one, small enough to read into memory."""
 MAX_JSON_DEPTH = 64
 """Deepest accepted JSON nesting; bmbench's own files nest at most 6 levels."""
-MAX_JSON_INT_DIGITS = 18
-"""Longest accepted JSON integer (|n| < 10**18 fits int64; larger values overflow numpy and SQLite later)."""
+MAX_JSON_INT_DIGITS = 19
+"""Longest accepted JSON integer; its value must also fit int64 (larger values overflow numpy and SQLite
+later). 19 digits: file modification times in nanoseconds (``st_mtime_ns``, about 1.8e18) are recorded."""
+INT64 = range(-(2**63), 2**63)
 
 
 class UnsafeInputError(BmbenchError):
@@ -143,10 +145,11 @@ def read_text(path: str | os.PathLike[str], *, what: str = "input file", kind: s
 
 
 def _parse_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_JSON_INT_DIGITS:
+    value = int(text) if len(text.lstrip("-")) <= MAX_JSON_INT_DIGITS else None
+    if value is None or value not in INT64:
         raise ValueError(f"the integer {text[:24]}{'...' if len(text) > 24 else ''} is too large "
-                         f"(more than {MAX_JSON_INT_DIGITS} digits)")
-    return int(text)
+                         "(beyond 64-bit integers)")
+    return value
 
 
 def _parse_float(text: str) -> float:

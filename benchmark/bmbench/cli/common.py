@@ -131,6 +131,8 @@ def emit_json(json_out: Path | None, doc: Any) -> None:
     nothing when the option was not given."""
     if json_out is None:
         return
+    if hasattr(doc, "model_dump"):  # a record model (bmbench.records): its JSON form
+        doc = doc.model_dump(mode="json")
     if json_to_stdout(json_out):
         sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
         sys.stdout.flush()

@@ -108,7 +108,7 @@ def stats(
     Streams over the images in a process pool; compares with Table 2's BM row for the real data. A folder
     that is not in the BM layout is read as a plain folder of images (statistics for new data).
     """
-    from bmbench.data.stats import channel_statistics, render_stats, stats_source, table2_comparison
+    from bmbench.data.stats import channel_statistics, render_stats, stats_document, stats_source
 
     check_json_out(json_out)  # refused before any work starts
     source = stats_source(data_root(data))
@@ -116,10 +116,7 @@ def stats(
         result = channel_statistics(source.paths, workers=workers, progress=advance)
     render_stats(human_console(json_out), source, result)
     if json_out is not None:
-        doc = {"data": {"root": str(source.root), "dataset": source.dataset, "synthetic": source.synthetic},
-               **result.to_json(),
-               "table2": table2_comparison(result) if source.dataset == "bm" else None}
-        emit_json(json_out, doc)
+        emit_json(json_out, stats_document(source, result))
 
 
 @app.command("manifest")
@@ -240,6 +237,6 @@ def cache(
     console.print(f"image cache{tag}: {built.folder}")
     console.print(f"  {len(built):,} images, {built.images.nbytes / 2**30:.2f} GiB, {note}")
     console.print(f"  checksum {built.checksum}")
-    if built.manifest.get("decoded_with_opencv"):
-        opencv = ", ".join(built.manifest["decoded_with_opencv"])
+    if built.manifest.decoded_with_opencv:
+        opencv = ", ".join(built.manifest.decoded_with_opencv)
         console.print(f"  decoded with OpenCV (Pillow refused them): {opencv}")

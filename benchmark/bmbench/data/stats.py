@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from bmbench.errors import BmbenchError, DataNotFoundError
+from bmbench.records.data_stats import DataStatsDocument, PerChannel, StatsData, Table2Row, Undecodable
 
 CHANNELS = ("red", "green", "blue")
 CONVENTION = ("pixel values / 255, per RGB channel, over all pixels of all images; population standard "
@@ -55,11 +56,6 @@ class ChannelStats:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     undecodable: tuple[tuple[str, str], ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {"images": self.images, "pixels_per_channel": self.pixels,
-                "mean": dict(zip(CHANNELS, self.mean, strict=True)), "std": dict(zip(CHANNELS, self.std, strict=True)),
-                "convention": CONVENTION, "undecodable": [{"file": f, "reason": r} for f, r in self.undecodable]}
 
 
 def chunk_sums(paths: Sequence[str]) -> ChunkSums:
@@ -156,14 +152,28 @@ def stats_source(option: str | None) -> StatsSource:
                        index.dataset.total)
 
 
-def table2_comparison(stats: ChannelStats, dataset: str = "bm") -> list[dict[str, float | str]]:
+def table2_comparison(stats: ChannelStats, dataset: str = "bm") -> list[Table2Row]:
     """Per channel: this data's mean/std, Table 2's (4 decimals) and the differences."""
     from bmbench.recipe import channel_stats
 
     mean, std = channel_stats(dataset)
-    return [{"channel": ch, "mean": stats.mean[k], "table2_mean": mean[k], "mean_diff": stats.mean[k] - mean[k],
-             "std": stats.std[k], "table2_std": std[k], "std_diff": stats.std[k] - std[k]}
+    return [Table2Row(channel=ch, mean=stats.mean[k], table2_mean=mean[k], mean_diff=stats.mean[k] - mean[k],
+                      std=stats.std[k], table2_std=std[k], std_diff=stats.std[k] - std[k])
             for k, ch in enumerate(CHANNELS)]
+
+
+def _per_channel(values: Sequence[float]) -> PerChannel:
+    return PerChannel(**dict(zip(CHANNELS, values, strict=True)))
+
+
+def stats_document(source: StatsSource, stats: ChannelStats) -> DataStatsDocument:
+    """What ``bmbench data stats --json`` writes: the statistics, the data they cover, Table 2 for BM data."""
+    return DataStatsDocument(
+        data=StatsData(root=str(source.root), dataset=source.dataset, synthetic=source.synthetic),
+        images=stats.images, pixels_per_channel=stats.pixels, mean=_per_channel(stats.mean),
+        std=_per_channel(stats.std), convention=CONVENTION,
+        undecodable=[Undecodable(file=f, reason=r) for f, r in stats.undecodable],
+        table2=table2_comparison(stats) if source.dataset == "bm" else None)
 
 
 def render_stats(console: Any, source: StatsSource, stats: ChannelStats) -> None:
@@ -183,8 +193,8 @@ def render_stats(console: Any, source: StatsSource, stats: ChannelStats) -> None
         for col in ("Table 2 mean", "diff", "Table 2 std", "diff"):
             table.add_column(col, justify="right")
         for row in table2_comparison(stats):
-            table.add_row(str(row["channel"]), f"{row['mean']:.4f}", f"{row['std']:.4f}", f"{row['table2_mean']:.4f}",
-                          f"{row['mean_diff']:+.4f}", f"{row['table2_std']:.4f}", f"{row['std_diff']:+.4f}")
+            table.add_row(row.channel, f"{row.mean:.4f}", f"{row.std:.4f}", f"{row.table2_mean:.4f}",
+                          f"{row.mean_diff:+.4f}", f"{row.table2_std:.4f}", f"{row.std_diff:+.4f}")
     else:
         for k, ch in enumerate(CHANNELS):
             table.add_row(ch, f"{stats.mean[k]:.4f}", f"{stats.std[k]:.4f}")

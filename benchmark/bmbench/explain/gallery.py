@@ -25,7 +25,8 @@ import numpy as np
 from bmbench import atomic
 from bmbench.classes import CLASS_CODES, CLASS_INDEX, NUM_CLASSES, cell_classes
 from bmbench.errors import BmbenchError
-from bmbench.records.run import RunRecord, check_submission, read_run
+from bmbench.records.explain import EXPLAIN_FILE, Available, ExplainedImage, ExplainRecord, write_explain
+from bmbench.records.run import DataRef, RunRecord, check_submission, read_run
 
 CORRECT_PER_ROW = 6
 WRONG_PER_ROW = 4
@@ -88,7 +89,12 @@ class ExplainResult:
     target_rule: str
     synthetic: bool
     smoke: bool
-    meta: dict[str, Any] = field(repr=False)
+    record: ExplainRecord = field(repr=False)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The record as written to ``explain.json`` (JSON types, ``class`` for the class code)."""
+        return self.record.model_dump(mode="json")
 
 
 def _submission_for(run: RunRecord, run_dir: Path, override: str | None) -> Any:
@@ -225,36 +231,40 @@ def explain_run(run_dir: Path, options: ExplainOptions) -> ExplainResult:
     out_dir = options.out or run_dir / "explain" / (code if fold_label is None else f"{code}-fold{fold_label}")
     synthetic = run.data.synthetic
     smoke = run.smoke is not None
-    meta = {
-        "run_dir": str(run_dir), "submission": run.submission.model_dump(mode="json"),
-        "split": run.split.model_dump(mode="json"),
-        "data": {"dataset": index.dataset.id, "synthetic": synthetic, "root": str(index.root)},
-        "smoke": run.smoke.model_dump(mode="json") if run.smoke else None, "class": code, "class_name": cell_classes()[CLASS_INDEX[code]].name,
-        "folds": list(options.folds) if options.folds is not None else None, "n_requested": options.n,
-        "available": {"correct": n_correct, "misclassified": n_wrong},
-        "selection": SELECTION_RULE, "method": "Grad-CAM (pytorch_grad_cam.GradCAM, float32)",
-        "target_layer": target_name, "target_rule": target_rule, "input_size": int(loaded.submission.recipe.eval_size),
-        "examples": [{"image_id": x.example.image_id, "fold": x.example.fold, "true": x.example.true,
-                      "pred": x.example.pred, "p_true": x.example.p_true, "p_pred": x.example.p_pred,
-                      "correct": x.example.correct, "maps_for": list(x.maps)} for x in explained],
-    }
+    record = ExplainRecord(
+        run_dir=str(run_dir), submission=run.submission, split=run.split,
+        data=DataRef(dataset=index.dataset.id, synthetic=synthetic, root=str(index.root)), smoke=run.smoke,
+        class_code=code, class_name=cell_classes()[CLASS_INDEX[code]].name, folds=list(options.folds) if options.folds is not None else None,
+        n_requested=options.n, available=Available(correct=n_correct, misclassified=n_wrong),
+        selection=SELECTION_RULE, method="Grad-CAM (pytorch_grad_cam.GradCAM, float32)", target_layer=target_name,
+        target_rule=target_rule, input_size=int(loaded.submission.recipe.eval_size),
+        examples=[ExplainedImage(image_id=x.example.image_id, fold=x.example.fold, true=x.example.true,
+                                 pred=x.example.pred, p_true=_probability(x.example.p_true),
+                                 p_pred=_probability(x.example.p_pred), correct=x.example.correct,
+                                 maps_for=list(x.maps)) for x in explained],
+    )
     result = ExplainResult(out_dir=out_dir, png=out_dir / "gallery.png", html=out_dir / "gallery.html",
-                           json=out_dir / "explain.json", examples=explained, available_correct=n_correct,
+                           json=out_dir / EXPLAIN_FILE, examples=explained, available_correct=n_correct,
                            available_wrong=n_wrong, target_layer=target_name, target_rule=target_rule,
-                           synthetic=synthetic, smoke=smoke, meta=meta)
+                           synthetic=synthetic, smoke=smoke, record=record)
     atomic.write_bytes(result.png, render_png(result))
     atomic.write_text(result.html, render_html(result))
-    atomic.write_json(result.json, meta)
+    write_explain(result.json, record)
     return result
 
 
+def _probability(p: float) -> float | None:
+    """A probability for the record: None when the run's predictions carry none (NaN here)."""
+    return p if math.isfinite(p) else None
+
+
 def _title(result: ExplainResult) -> str:
-    meta = result.meta
+    record = result.record
     tags = (" - SYNTHETIC DATA" if result.synthetic else "") + (" - SMOKE RUN, not comparable" if result.smoke else "")
-    folds = meta["folds"]
+    folds = record.folds
     fold = f", fold{'s' if len(folds) > 1 else ''} {', '.join(map(str, folds))}" if folds is not None else ""
-    return (f"Grad-CAM: {meta['class']} ({meta['class_name']}), {meta['submission']['name']} on "
-            f"{meta['split']['name']}{fold}{tags}")
+    return (f"Grad-CAM: {record.class_code} ({record.class_name}), {record.submission.name} on "
+            f"{record.split.name}{fold}{tags}")
 
 
 def _panels(x: ExplainedExample) -> list[tuple[np.ndarray, str]]:
@@ -325,7 +335,7 @@ def _data_uri(img: np.ndarray) -> str:
 def render_html(result: ExplainResult) -> str:
     """One self-contained page (images as data URIs, no external files); every string is HTML-escaped."""
     e = html.escape
-    meta = result.meta
+    record = result.record
     banner = ""
     if result.synthetic:
         banner += "<p class=warn>SYNTHETIC DATA: these are generated images, not real cells.</p>"
@@ -339,10 +349,10 @@ def render_html(result: ExplainResult) -> str:
         ".card img{width:180px;height:180px;margin-right:4px}.cap{font-size:12px;margin-top:4px}"
         "figure{display:inline-block;margin:0}figcaption{font-size:11px;text-align:center}",
         f"</style></head><body><h1>{e(_title(result))}</h1>{banner}",
-        f"<p>Run <code>{e(meta['run_dir'])}</code>; submission <code>{e(meta['submission']['name'])}</code> "
-        f"(digest {e(meta['submission']['digest'][:12])}…); split {e(meta['split']['name'])}; "
+        f"<p>Run <code>{e(record.run_dir)}</code>; submission <code>{e(record.submission.name)}</code> "
+        f"(digest {e(record.submission.digest[:12])}…); split {e(record.split.name)}; "
         f"Grad-CAM target layer <code>{e(result.target_layer)}</code> ({e(result.target_rule)}); "
-        f"model input {meta['input_size']}×{meta['input_size']} px. Red = high contribution to the named class.</p>",
+        f"model input {record.input_size}×{record.input_size} px. Red = high contribution to the named class.</p>",
         f"<p>Selection: {e(SELECTION_RULE)}.</p>",
     ]
     for title, items in ((f"Correctly classified ({sum(x.example.correct for x in result.examples)} of "

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from bmbench.errors import BmbenchError
 from bmbench.locks import target_lock
 from bmbench.paths import WEIGHTS_ENV
 from bmbench.models.backbones import build_backbone, head_name, imagenet_weights_name, replace_head
+from bmbench.records.checkpoint import CheckpointMeta, read_checkpoint_meta
 
 IN_DOMAIN = {"pcam": ("pcam", "random"), "cd": ("cd", "random"),
              "imagenet+pcam": ("pcam", "imagenet"), "imagenet+cd": ("cd", "imagenet")}
@@ -72,8 +72,9 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_in_domain_checkpoint(ref: CheckpointRef) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The state dict and metadata of an in-domain checkpoint, after checking its recorded SHA-256."""
+def load_in_domain_checkpoint(ref: CheckpointRef) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
+    """The state dict and metadata of an in-domain checkpoint, after checking the metadata was made for
+    this backbone and initialisation, and that the file's SHA-256 is the recorded one."""
     if not ref.path.is_file() or not ref.meta_path.is_file():
         raise BmbenchError(
             f"the {ref.init} initialisation of {ref.backbone} needs the checkpoint {ref.path} (and its "
@@ -81,11 +82,12 @@ def load_in_domain_checkpoint(ref: CheckpointRef) -> tuple[dict[str, torch.Tenso
             f"  {ref.command}\nor copy a checkpoint made elsewhere into that folder (set {WEIGHTS_ENV} to use "
             "another cache)."
         )
-    meta = json.loads(ref.meta_path.read_text(encoding="utf-8"))
+    meta = read_checkpoint_meta(ref.meta_path, backbone=ref.backbone, init=ref.init,
+                                fix=f"Re-create the checkpoint and its metadata with:\n  {ref.command}")
     digest = sha256_file(ref.path)
-    if meta.get("sha256") != digest:
+    if meta.sha256 != digest:
         raise BmbenchError(
-            f"{ref.path} has SHA-256 {digest} but {ref.meta_path.name} records {meta.get('sha256')}: the "
+            f"{ref.path} has SHA-256 {digest} but {ref.meta_path.name} records {meta.sha256}: the "
             f"checkpoint is corrupt or was replaced. Re-create it with:\n  {ref.command}"
         )
     state = torch.load(ref.path, map_location="cpu", weights_only=True)
@@ -158,7 +160,6 @@ def build_initialised_model(backbone: str, init: str, num_classes: int,
             raise BmbenchError(
                 f"{ref.path} does not fit {backbone}: missing {missing[:5]}, unexpected {unexpected[:5]}"
             )
-        return model, {"init": init, "checkpoint": str(ref.path), "checkpoint_sha256": meta["sha256"],
-                       "pretraining": {k: meta.get(k) for k in ("dataset", "init", "recipe_digest", "epochs",
-                                                               "val_accuracy", "smoke")}}
+        return model, {"init": init, "checkpoint": str(ref.path), "checkpoint_sha256": meta.sha256,
+                       "pretraining": meta.pretraining()}
     raise BmbenchError(f"init {init!r} does not apply to a neural network")

@@ -12,7 +12,6 @@ the file from its start every time).
 from __future__ import annotations
 
 import gzip
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +25,7 @@ from bmbench import atomic
 from bmbench.data.source import cache_dir
 from bmbench.errors import BmbenchError, DataNotFoundError
 from bmbench.pretraining.source import PCAM, PretrainData, positions
+from bmbench.records.pcam_source import PcamSource, read_pcam_source, write_pcam_source
 
 SPLITS = ("train", "valid", "test")
 """The release's parts, in pool order; ``valid`` plays the role of bmbench's ``val``."""
@@ -86,12 +86,12 @@ def decompress_cached(path: Path, progress: TaskFactory | None = None) -> Path:
     target = cache_dir() / "pcam" / path.name[: -len(".gz")]
     record_path = target.with_name(target.name + ".source.json")
     stat = path.stat()
-    record = {"source": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    record = PcamSource(source=str(path.resolve()), size=stat.st_size, mtime_ns=stat.st_mtime_ns)
     if target.is_file() and record_path.is_file():
         try:
-            if json.loads(record_path.read_text(encoding="utf-8")) == record:
+            if read_pcam_source(record_path).same_file(record):
                 return target
-        except ValueError:
+        except BmbenchError:
             pass  # a damaged record: decompress again
     description = f"decompressing {path.name} into {target.parent} (kept for later runs)"
     advance = progress(description, stat.st_size) if progress else None
@@ -107,7 +107,7 @@ def decompress_cached(path: Path, progress: TaskFactory | None = None) -> Path:
     except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError; EOFError: truncated download
         raise BmbenchError(f"{path}: cannot be decompressed ({err}); the download is incomplete or corrupt. "
                            f"Download it again.\n{PCAM.download}") from None
-    atomic.write_json(record_path, record)
+    write_pcam_source(record_path, record)
     return target
 
 

@@ -14,7 +14,6 @@ metadata are in place.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -28,17 +27,18 @@ from typing import Any, Protocol
 import numpy as np
 from pydantic import ValidationError
 
-from bmbench import __version__, atomic
+from bmbench import __version__
 from bmbench.errors import BmbenchError, DataNotFoundError, validation_messages
 from bmbench.pretraining.source import PCAM, InDomainSet, PretrainData, in_domain_set
 from bmbench.engine.loop import NoProgress
 from bmbench.recipe import Recipe
+from bmbench.records.checkpoint import CheckpointMeta, checkpoint_init, read_checkpoint_meta, write_checkpoint_meta
 from bmbench.records.lrfind import LR_FIND_FILE
+from bmbench.records.pretrain_settings import (SETTINGS_FILE, PretrainSettings, read_pretrain_settings,
+                                               write_pretrain_settings)
 
-META_SCHEMA_VERSION = 1
 START_INITS = ("random", "imagenet")
 WORK_SUFFIX = ".work"
-SETTINGS = "pretrain.json"
 
 
 class PretrainProgress(Protocol):
@@ -92,13 +92,13 @@ class PretrainResult:
 
     checkpoint: Path
     meta_path: Path
-    meta: dict[str, Any]
+    record: CheckpointMeta
     trained: bool
 
-
-def checkpoint_init(dataset: str, init: str) -> str:
-    """The initialisation name a checkpoint serves: ``cd``, ``pcam``, ``imagenet+cd``, ``imagenet+pcam``."""
-    return dataset if init == "random" else f"{init}+{dataset}"
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The metadata as written to ``meta_path`` (JSON types)."""
+        return self.record.model_dump(mode="json")
 
 
 def pretrain_recipe(spec: InDomainSet, base: Recipe | Mapping[str, Any] | None = None,
@@ -197,14 +197,16 @@ def checkpoint_path(backbone: str, name: str, out_weights: Path | None = None) -
     return ref.path if out_weights is None else Path(out_weights) / backbone_slug(backbone) / ref.path.name
 
 
-def _check_existing(path: Path, work: Path, resume: bool) -> dict[str, Any] | None:
-    """Refuse to overwrite a finished checkpoint or to restart over an interrupted one without ``--resume``."""
+def _check_existing(path: Path, work: Path, resume: bool, ref: Any) -> CheckpointMeta | None:
+    """Refuse to overwrite a finished checkpoint or to restart over an interrupted one without ``--resume``;
+    ``ref`` (a :class:`~bmbench.models.init.CheckpointRef`) names the checkpoint ``path`` must hold."""
     meta_path = path.with_suffix(".json")
     finished = path.is_file() and meta_path.is_file()
     interrupted = work.is_dir() and any(work.iterdir())
     if finished and not interrupted:
         if resume:
-            return json.loads(meta_path.read_text(encoding="utf-8"))
+            return read_checkpoint_meta(meta_path, backbone=ref.backbone, init=ref.init,
+                                        fix=f"Delete both files and re-create them with:\n  {ref.command}")
         raise BmbenchError(f"{path} already exists (with {meta_path.name}). Delete both files to pre-train again, "
                            "or write elsewhere with --out-weights DIR.")
     if interrupted and not resume:
@@ -213,18 +215,17 @@ def _check_existing(path: Path, work: Path, resume: bool) -> dict[str, Any] | No
     return None
 
 
-def _check_settings(work: Path, settings: dict[str, Any]) -> None:
+def _check_settings(work: Path, settings: PretrainSettings) -> None:
     """A resumed pre-training must continue with the settings it started with."""
-    path = work / SETTINGS
+    path = work / SETTINGS_FILE
     if path.is_file():
-        before = json.loads(path.read_text(encoding="utf-8"))
-        changed = sorted(k for k in settings.keys() | before.keys() if settings.get(k) != before.get(k))
+        changed = read_pretrain_settings(path).differences(settings)
         if changed:
             raise BmbenchError(f"--resume: {work} was started with other settings ({', '.join(changed)} differ: "
-                               f"{', '.join(f'{k}={before.get(k)!r}' for k in changed)}); rerun with those, or "
-                               "delete the folder to start over.")
+                               f"{', '.join(f'{k}={before!r}' for k, (before, _) in changed.items())}); rerun "
+                               "with those, or delete the folder to start over.")
     else:
-        atomic.write_json(path, settings)
+        write_pretrain_settings(path, settings)
 
 
 def _choose_lr(model: Any, datapath: Any, data: PretrainData, recipe: Recipe, device: Any, work: Path,
@@ -251,7 +252,7 @@ def pretrain(options: PretrainOptions, progress: PretrainProgress | None = None)
     import torch
 
     from bmbench.models.backbones import head_name
-    from bmbench.models.init import build_initialised_model, sha256_file
+    from bmbench.models.init import CheckpointRef, build_initialised_model, sha256_file
     from bmbench.pretraining.source import SourceDataPath
     from bmbench.engine.checkpoint import save_checkpoint
     from bmbench.datapaths.sampling import epoch_seed
@@ -266,7 +267,7 @@ def pretrain(options: PretrainOptions, progress: PretrainProgress | None = None)
     path = checkpoint_path(options.backbone, name, options.out_weights)
     meta_path = path.with_suffix(".json")
     work = path.with_name(path.stem + WORK_SUFFIX)
-    existing = _check_existing(path, work, options.resume)
+    existing = _check_existing(path, work, options.resume, CheckpointRef(options.backbone, name))
     if existing is not None:
         progress.log(f"{path} is already complete; nothing to resume")
         return PretrainResult(path, meta_path, existing, trained=False)
@@ -279,9 +280,10 @@ def pretrain(options: PretrainOptions, progress: PretrainProgress | None = None)
     progress.log(f"{spec.title}: " + ", ".join(f"{part} {c['images']:,}" for part, c in counts.items())
                  + f" images ({data.info['format']}, {data.info['root']})")
     epochs = options.epochs or recipe.epochs
-    _check_settings(work, {"backbone": options.backbone, "dataset": spec.id, "init": options.init,
-                           "recipe_digest": recipe.digest(), "epochs": epochs, "max_steps": options.max_steps,
-                           "seed": options.seed, "data": data.info["root"]})
+    _check_settings(work, PretrainSettings(backbone=options.backbone, dataset=spec.id, init=options.init,
+                                           recipe_digest=recipe.digest(), epochs=epochs,
+                                           max_steps=options.max_steps, seed=options.seed,
+                                           data=str(data.info["root"])))
 
     started = time.perf_counter()
     torch.manual_seed(epoch_seed(options.seed, 0, 0, stream=2))  # model initialisation, as in bmbench run
@@ -304,45 +306,43 @@ def pretrain(options: PretrainOptions, progress: PretrainProgress | None = None)
     save_checkpoint(path, state)
     digest = sha256_file(path)
     history = outcome.history
-    meta = {
-        "schema_version": META_SCHEMA_VERSION,
-        "kind": "bmbench in-domain checkpoint",
-        "backbone": options.backbone,
-        "checkpoint_init": name,
-        "dataset": spec.id,
-        "dataset_title": spec.title,
-        "init": options.init,
-        "init_info": init_info,
-        "num_classes": spec.num_classes,
-        "classes": list(spec.classes),
-        "head": head_name(model),
-        "head_included": True,
-        "recipe": recipe.model_dump(mode="json"),
-        "recipe_digest": recipe.digest(),
-        "epochs": outcome.epochs_run,
-        "epochs_planned": epochs,
-        "max_steps": options.max_steps,
-        "smoke": options.smoke,
-        "seed": options.seed,
-        "lr": lr,
-        "lr_rule": lr_rule,
-        "data_path": "plain (DataLoader, one process)",
-        "best_epoch": outcome.best_epoch,
-        "val_accuracy": outcome.best_val_accuracy,
-        "final_val_accuracy": float(history[-1]["val_accuracy"]) if history else None,
-        "test_accuracy": test_accuracy,
-        "data": {**data.info, "counts": counts},
-        "history": history,
-        "seconds": outcome.seconds,
-        "wall_seconds_this_invocation": time.perf_counter() - started,
-        "device": device_info(device),
-        "bmbench_version": __version__,
-        "versions": package_versions(),
-        "git": git_commit(),
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "sha256": digest,
-    }
-    atomic.write_json(meta_path, meta)
+    meta = CheckpointMeta(
+        backbone=options.backbone,
+        checkpoint_init=name,
+        dataset=spec.id,
+        dataset_title=spec.title,
+        init=options.init,
+        init_info=init_info,
+        num_classes=spec.num_classes,
+        classes=list(spec.classes),
+        head=head_name(model),
+        head_included=True,
+        recipe=recipe.model_dump(mode="json"),
+        recipe_digest=recipe.digest(),
+        epochs=outcome.epochs_run,
+        epochs_planned=epochs,
+        max_steps=options.max_steps,
+        smoke=options.smoke,
+        seed=options.seed,
+        lr=lr,
+        lr_rule=lr_rule,
+        data_path="plain (DataLoader, one process)",
+        best_epoch=outcome.best_epoch,
+        val_accuracy=outcome.best_val_accuracy,
+        final_val_accuracy=float(history[-1]["val_accuracy"]) if history else None,
+        test_accuracy=test_accuracy,
+        data={**data.info, "counts": counts},
+        history=history,
+        seconds=outcome.seconds,
+        wall_seconds_this_invocation=time.perf_counter() - started,
+        device=device_info(device),
+        bmbench_version=__version__,
+        versions=package_versions(),
+        git=git_commit(),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        sha256=digest,
+    )
+    write_checkpoint_meta(meta_path, meta)
     shutil.rmtree(work, ignore_errors=True)
     return PretrainResult(path, meta_path, meta, trained=True)
 

@@ -7,15 +7,19 @@ fix, so ``bmbench`` prints one line instead of a traceback.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from bmbench import atomic, safe_io
 from bmbench.errors import BmbenchError, validation_messages
 
 M = TypeVar("M", bound=BaseModel)
 INVALID = 2
+SHA256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+"""A lower-case hex SHA-256 digest."""
+BMBENCH_ONLY = ConfigDict(extra="forbid", allow_inf_nan=False)
+"""The configuration of a record only bmbench writes: unknown keys and non-finite numbers are refused."""
 
 
 def load_json(path: Path, *, what: str, fix: str) -> Any:
