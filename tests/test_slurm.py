@@ -5,7 +5,7 @@ stops one) and runs only with ``pytest --slurm`` (``make test PYTEST_ARGS=--slur
 the ``slurm`` tests are deselected; with it and no cluster they fail with the command that starts one.
 
 The jobs run the real command line (``bmbench run ... --resume`` from the written array script) on the
-SYNTHETIC data with a demo-size CNN (smoke settings: one epoch of 3 steps, or 3 epochs of 20 steps), one
+SYNTHETIC data with a demo-size CNN (smoke settings: one epoch of 3 steps, or 3 epochs of 10 steps), one
 CPU per task and ``OMP_NUM_THREADS=1``, so a local run of the same folds gives the same bytes.
 """
 
@@ -184,7 +184,7 @@ def test_usr1_stops_after_the_epoch_and_the_requeued_task_resumes(cluster: Clust
     env = cluster.env(submissions)
     runs = tmp_path / "runs"
     script = tmp_path / "grid.sh"
-    _bmbench(env, tmp_path, "grid", *_grid_args(runs, "demo_cnn", "2", epochs=3, max_steps=20), "--slurm",
+    _bmbench(env, tmp_path, "grid", *_grid_args(runs, "demo_cnn", "2", epochs=3, max_steps=10), "--slurm",
              str(script), "--cpus-per-task", "1", "--mem", "1G", "--time", "10:00",
              "--sbatch-option=--open-mode=append")  # keep the first attempt's log across the requeue
     assert "#SBATCH --open-mode=append" in script.read_text()
@@ -198,12 +198,12 @@ def test_usr1_stops_after_the_epoch_and_the_requeued_task_resumes(cluster: Clust
         time.sleep(0.2)
     cluster.run("scancel", "--signal=USR1", "--batch", task)  # what SLURM sends 120 s before --time
 
-    while (state := cluster.show(task)).get("Restarts", "0") == "0":
+    while (state := cluster.show(task)).get("Restarts", "0") == "0" or state.get("JobState") != "PENDING":
         assert time.monotonic() < deadline, f"the task was not requeued: {state}\n{_logs(tmp_path)}"
         time.sleep(0.5)
-    assert state["Requeue"] == "1"
-    # SLURM holds a requeued job back (BeginTime, about two minutes); let it start now
-    cluster.run("scontrol", "update", f"JobId={task}", "StartTime=now", check=False)
+    assert state["Requeue"] == "1" and state["Restarts"] == "1"
+    # SLURM holds a requeued job back (reason BeginTime, about two minutes); let it start now
+    cluster.run("scontrol", "update", f"JobId={task}", "StartTime=now")
     cluster.wait(job, tmp_path)
 
     (log,) = tmp_path.glob(f"bmbench-grid-{job}_0.log")
