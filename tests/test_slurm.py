@@ -32,8 +32,8 @@ SLURM_DIR_ENV = "BMBENCH_SLURM_DIR"
 """Where scripts/slurm-local.sh keeps its config (default /tmp/bmbench-slurm); its slurm.conf is used when
 SLURM_CONF is unset."""
 CLIENTS = ("sbatch", "squeue", "scontrol", "scancel", "sinfo")
-TASK_TIMEOUT = 300.0
-"""Seconds an array may take here before the test cancels it and fails (it takes about one minute)."""
+TASK_TIMEOUT = 480.0
+"""Seconds an array may take before the test cancels it and fails (about one minute on 2 idle cores)."""
 
 
 class Cluster:
@@ -54,9 +54,12 @@ class Cluster:
             env["SLURM_CONF"] = self.conf
         return env
 
-    def run(self, *cmd: str, env: dict[str, str] | None = None, check: bool = True) -> str:
-        proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=60,
-                              env=env or {**os.environ, **({"SLURM_CONF": self.conf} if self.conf else {})})
+    def call(self, *cmd: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(list(cmd), capture_output=True, text=True, timeout=60,
+                              env={**os.environ, **({"SLURM_CONF": self.conf} if self.conf else {})})
+
+    def run(self, *cmd: str, check: bool = True) -> str:
+        proc = self.call(*cmd)
         if check and proc.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr.strip()}")
         return proc.stdout
@@ -69,9 +72,11 @@ class Cluster:
         self.jobs.append(job)
         return job
 
-    def pending(self, job: str) -> list[str]:
-        """``<id> <state>`` of the job's array tasks still known to squeue (empty once all have ended)."""
-        return self.run("squeue", "-h", "-j", job, "-o", "%i %T", check=False).split()
+    def pending(self, job: str) -> list[str] | None:
+        """``<id> <state>`` of the job's array tasks still queued or running (empty once all have ended);
+        None when the controller did not answer (a busy machine): not known, ask again."""
+        proc = self.call("squeue", "-h", "-j", job, "-o", "%i %T")
+        return proc.stdout.split() if proc.returncode == 0 else None
 
     def show(self, task: str) -> dict[str, str]:
         """``scontrol show job`` of one array task as a dict (JobState, Restarts, ...)."""
@@ -81,7 +86,7 @@ class Cluster:
     def wait(self, job: str, folder: Path, timeout: float = TASK_TIMEOUT) -> None:
         """Bounded poll until no task of ``job`` is queued or running; on timeout cancel it and fail."""
         deadline = time.monotonic() + timeout
-        while self.pending(job):
+        while (left := self.pending(job)) is None or left:
             if time.monotonic() > deadline:
                 self.run("scancel", job, check=False)
                 pytest.fail(f"SLURM job {job} did not finish within {timeout:.0f} s; logs:\n{_logs(folder)}")
@@ -194,7 +199,7 @@ def test_usr1_stops_after_the_epoch_and_the_requeued_task_resumes(cluster: Clust
 
     deadline = time.monotonic() + TASK_TIMEOUT
     while not (history.is_file() and history.read_text().strip()):  # epoch 1 done: epoch 2 is in progress
-        assert time.monotonic() < deadline and cluster.pending(job), f"no epoch finished:\n{_logs(tmp_path)}"
+        assert time.monotonic() < deadline and cluster.pending(job) != [], f"no epoch finished:\n{_logs(tmp_path)}"
         time.sleep(0.2)
     cluster.run("scancel", "--signal=USR1", "--batch", task)  # what SLURM sends 120 s before --time
 
