@@ -1,4 +1,5 @@
-"""`bmbench grid --slurm` on a real SLURM cluster: submit, finish, merge; stop at an epoch on USR1, requeue, resume.
+"""`bmbench grid --slurm` on a real SLURM cluster: submit, finish, merge; stop at an epoch on USR1, requeue,
+resume; a killed task resumed by submitting the grid again.
 
 Needs a running cluster (single node: ``sudo bash scripts/slurm-local.sh start``; ``.ci/run`` starts and
 stops one) and runs only with ``pytest --slurm`` (``make test PYTEST_ARGS=--slurm``): without the option
@@ -220,5 +221,36 @@ def test_usr1_stops_after_the_epoch_and_the_requeued_task_resumes(cluster: Clust
     assert stopped_after == list(range(1, len(stopped_after) + 1)) and 1 <= len(stopped_after) < 3, text
     assert resumed == list(range(len(stopped_after) + 1, 4)), text  # no epoch trained twice
     assert second.count("bmbench grid task 0:") == 1 and first.count("bmbench grid task 0:") == 1
+    assert [json.loads(line)["epoch"] for line in history.read_text().splitlines()] == [0, 1, 2]
+    assert (history.parent / "fold.json").is_file()
+
+
+def test_a_killed_task_is_resumed_by_a_resubmitted_grid(cluster: Cluster, submissions: Path, tmp_path: Path) -> None:
+    env = cluster.env(submissions)
+    runs = tmp_path / "runs"
+    grid = [*_grid_args(runs, "demo_cnn", "3", epochs=3, max_steps=10), "--cpus-per-task", "1", "--mem", "1G",
+            "--time", "10:00"]
+    history = runs / "demo_cnn" / "synthetic" / "fold3" / "history.jsonl"
+    first = tmp_path / "first.sh"
+    _bmbench(env, tmp_path, "grid", *grid, "--slurm", str(first))
+    job = cluster.submit(first, env)
+    deadline = time.monotonic() + TASK_TIMEOUT
+    while not (history.is_file() and history.read_text().strip()):
+        assert time.monotonic() < deadline and cluster.pending(job) != [], f"no epoch finished:\n{_logs(tmp_path)}"
+        time.sleep(0.2)
+    cluster.run("scancel", job)  # killed mid-run: no USR1, no requeue
+    cluster.wait(job, tmp_path)
+    done_before = len(history.read_text().splitlines())
+    assert 1 <= done_before < 3 and not (history.parent / "fold.json").exists(), _logs(tmp_path)
+
+    listed = _bmbench(env, tmp_path, "grid", *grid, "--dry-run")
+    assert "0 done, 1 partial, 0 pending" in listed, listed
+    again = tmp_path / "again.sh"
+    _bmbench(env, tmp_path, "grid", *grid, "--slurm", str(again))
+    second = cluster.submit(again, env)
+    cluster.wait(second, tmp_path)
+    (log,) = tmp_path.glob(f"bmbench-grid-{second}_0.log")
+    resumed = [int(n) for n in re.findall(r"fold 3 ep +(\d+) \|", log.read_text())]
+    assert resumed == list(range(done_before + 1, 4)), _logs(tmp_path)  # from the last finished epoch on
     assert [json.loads(line)["epoch"] for line in history.read_text().splitlines()] == [0, 1, 2]
     assert (history.parent / "fold.json").is_file()
