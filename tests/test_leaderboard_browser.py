@@ -140,7 +140,8 @@ def _matching(board: Board, **want: Any) -> list[str]:
     keep = []
     for entry in _entries(board):
         params = _params(entry)
-        text = " ".join([entry.name, entry.backbone, entry.init, *entry.pretraining_data]).lower()
+        text = " ".join([entry.name, entry.backbone, entry.init, *entry.pretraining_data,
+                         entry.encoder.id if entry.encoder else ""]).lower()
         if ("protocol" in want and entry.protocol != want["protocol"]
                 or "status" in want and entry.status != want["status"]
                 or "external" in want and external_data_kind(entry.pretraining_data) != want["external"]

@@ -208,8 +208,9 @@ def test_usr1_stops_after_the_epoch_and_the_requeued_task_resumes(cluster: Clust
         assert time.monotonic() < deadline, f"the task was not requeued: {state}\n{_logs(tmp_path)}"
         time.sleep(0.5)
     assert state["Requeue"] == "1" and state["Restarts"] == "1"
-    # SLURM holds a requeued job back (reason BeginTime, about two minutes); let it start now
-    cluster.run("scontrol", "update", f"JobId={task}", "StartTime=now")
+    # SLURM holds a requeued job back (reason BeginTime, about two minutes); let it start sooner, but not
+    # within the second slurmd revoked the old attempt's credential (it refuses that launch: "already killed")
+    cluster.run("scontrol", "update", f"JobId={task}", "StartTime=now+5")
     cluster.wait(job, tmp_path)
 
     (log,) = tmp_path.glob(f"bmbench-grid-{job}_0.log")
