@@ -28,8 +28,9 @@ demo: setup
 	$(BIN)/bmbench leaderboard build --board demo --dir $(DEMO)/board
 	$(BIN)/bmbench leaderboard check --board demo --dir $(DEMO)/board
 
+# PYTEST_ARGS=--slurm adds the SLURM tests (they need scripts/slurm-local.sh start; .ci/run does both)
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 fuzz: setup
 	$(BIN)/python -m pytest -q -m fuzz tests/test_properties.py -p no:cacheprovider

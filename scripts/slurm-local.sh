@@ -5,6 +5,7 @@
 #                                   for this host; start munged (unless one runs), slurmctld, slurmd
 #   scripts/slurm-local.sh stop     stop exactly the daemons `start` started (by the pid files it wrote)
 #   scripts/slurm-local.sh status   print sinfo
+#   scripts/slurm-local.sh running  exit 0 when the daemons this script started still run (for .ci/run)
 #
 # State (config, spool, logs, pid files) lives in $BMBENCH_SLURM_DIR (default /tmp/bmbench-slurm). The
 # config is also linked at /etc/slurm/slurm.conf when no config is there yet (so sinfo/sbatch find it
@@ -40,7 +41,15 @@ install_packages() {
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 }
 
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# pid_alive FILE NAME: the pid in FILE runs and is NAME (a stale file whose pid was reused is not ours)
+pid_alive() {
+    [ -f "$1" ] || return 1
+    local pid
+    pid="$(cat "$1" 2>/dev/null)" || return 1
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && [ "$(ps -p "$pid" -o comm= 2>/dev/null)" = "$2" ]
+}
+
+running() { pid_alive "$DIR/slurmctld.pid" slurmctld && pid_alive "$DIR/slurmd.pid" slurmd; }
 
 start_munge() {
     if pgrep -x munged >/dev/null 2>&1; then
@@ -120,11 +129,15 @@ write_config() {
 start() {
     need_root
     mkdir -p "$DIR"
-    if pid_alive "$DIR/slurmctld.pid" && pid_alive "$DIR/slurmd.pid"; then
+    if running; then
         log "already running ($DIR)"
         status
         return 0
     fi
+    local name
+    for name in slurmctld slurmd munged; do  # stale pid files (their daemon is gone) must not name a new process
+        pid_alive "$DIR/$name.pid" "$name" || rm -f "$DIR/$name.pid"
+    done
     install_packages
     write_config
     start_munge
@@ -148,7 +161,7 @@ start() {
 
 stop_pid() {
     local name="$1" file="$2"
-    if pid_alive "$file"; then
+    if pid_alive "$file" "$name"; then
         local pid
         pid="$(cat "$file")"
         kill "$pid" 2>/dev/null || true
@@ -175,5 +188,6 @@ case "${1:-}" in
     start) start ;;
     stop) stop ;;
     status) status ;;
-    *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+    running) running ;;
+    *) echo "usage: $0 start|stop|status|running" >&2; exit 2 ;;
 esac

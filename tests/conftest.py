@@ -137,3 +137,25 @@ def quick_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     toml = (folder / "submission.toml").read_text().replace("num_workers = 2", "num_workers = 0")
     (folder / "submission.toml").write_text(toml)
     return folder
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slurm", action="store_true", default=False,
+                     help="also run the tests marked slurm; they need a running cluster "
+                          "(sudo bash scripts/slurm-local.sh start; .ci/run starts one)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without --slurm the slurm tests are deselected (a developer's `make test` needs no cluster)."""
+    if config.getoption("--slurm"):
+        return
+    slurm = [item for item in items if item.get_closest_marker("slurm")]
+    if slurm:
+        config.hook.pytest_deselected(items=slurm)
+        items[:] = [item for item in items if not item.get_closest_marker("slurm")]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if config.getoption("--slurm"):
+        return "slurm tests: on (--slurm)"
+    return "slurm tests: deselected (start a cluster with scripts/slurm-local.sh start, then pass --slurm)"
