@@ -6,6 +6,7 @@ Small problems only (seconds); the full-size timings are tests/benchmarks/test_p
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -18,6 +19,20 @@ from bmbench.features import knn as knn_mod
 from bmbench.features.fewshot import draw_support, episode_rng, simpleshot_predict
 from bmbench.features.knn import knn_votes, sklearn_heap_select
 from bmbench.features.linear import dinobloom_c, fit_logistic, objective, search_c
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """These problems are tiny: threads only add synchronisation (and stall on a loaded machine)."""
+    from threadpoolctl import threadpool_limits
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _blobs(n: int, dim: int, k: int, seed: int, sep: float = 1.0) -> tuple[np.ndarray, np.ndarray]:

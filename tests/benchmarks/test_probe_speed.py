@@ -2,8 +2,9 @@
 
 ``make bench`` (``--benchmark-enable``) measures the full-size problem of DinoBloom's split: 137,108 training
 rows x 1,024 features x 21 classes, 34,266 queries (``BMBENCH_PROBE_BENCH_ROWS`` sets fewer training rows,
-queries stay a quarter of them). In ``make test`` (benchmarks disabled) the same comparison runs once on a
-small problem (4,000 x 256), so the suite stays fast. Figures: docs/performance.md, section "Probes".
+queries stay a quarter of them; ``BMBENCH_PROBE_BENCH_THREADS`` the threads of both sides, default all
+cores). In ``make test`` (benchmarks disabled) the same comparison runs once on a small problem
+(2,000 x 128, one thread), so the suite stays fast. Figures: docs/performance.md, section "Probes".
 
 Both linear fits use scikit-learn's stopping rule at its default ``tol = 1e-4`` (DinoBloom's setting) and
 ``max_iter = 1000``; the objective each one reaches is recorded next to its time. kNN: k = 1 and 20, both
@@ -15,6 +16,8 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -23,7 +26,7 @@ from bmbench.features.knn import knn_votes
 from bmbench.features.linear import dinobloom_c, fit_logistic, objective
 
 FULL_ROWS, DIM, CLASSES = 137_108, 1024, 21
-SMALL_ROWS, SMALL_DIM = 4_000, 256
+SMALL_ROWS, SMALL_DIM = 2_000, 128
 MAX_RATIO = {"linear": 1.0, "knn": 1.5}
 """torch time / scikit-learn time must stay below this (linear: not slower; kNN: margin for a loaded CI box)."""
 
@@ -49,6 +52,22 @@ def _size(benchmark) -> tuple[int, int]:
     return int(os.environ.get("BMBENCH_PROBE_BENCH_ROWS", FULL_ROWS)), DIM
 
 
+@contextmanager
+def _threads(benchmark) -> Iterator[int]:
+    """The same thread count for torch and for scikit-learn's BLAS/OpenMP (1 in ``make test``)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    n = 1 if benchmark.disabled else int(os.environ.get("BMBENCH_PROBE_BENCH_THREADS", os.cpu_count() or 1))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(n):
+            yield n
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _timed(func):
     start = time.perf_counter()
     out = func()
@@ -67,11 +86,12 @@ def test_linear_probe_torch_vs_sklearn(benchmark) -> None:
             warnings.simplefilter("ignore")
             return LogisticRegression(C=c, solver="lbfgs", max_iter=1000).fit(x, y)
 
-    ours, t_ours = _timed(lambda: fit_logistic(x, y, c, tol=1e-4))
-    ref, t_ref = _timed(sk)
+    with _threads(benchmark) as threads:
+        ours, t_ours = _timed(lambda: fit_logistic(x, y, c, tol=1e-4))
+        ref, t_ref = _timed(sk)
+        tight, t_tight = _timed(lambda: fit_logistic(x, y, c, init=ours))  # on to the probe's default tol 1e-5
     ref_obj = objective(ref.coef_, ref.intercept_, x, y, c)
-    tight, t_tight = _timed(lambda: fit_logistic(x, y, c, init=ours))  # on to the probe's default tol 1e-5
-    info = {"rows": rows, "dim": dim, "c": c, "torch_s": t_ours, "sklearn_s": t_ref, "ratio": t_ours / t_ref,
+    info = {"rows": rows, "dim": dim, "c": c, "threads": threads, "torch_s": t_ours, "sklearn_s": t_ref, "ratio": t_ours / t_ref,
             "torch_iterations": ours.iterations, "sklearn_iterations": int(ref.n_iter_[0]),
             "torch_objective": ours.objective, "sklearn_objective": ref_obj,
             "torch_tol_1e-5_extra_s": t_tight, "torch_tol_1e-5_objective": tight.objective}
@@ -92,9 +112,10 @@ def test_knn_torch_vs_sklearn(benchmark) -> None:
     def sk():
         return {k: KNeighborsClassifier(n_neighbors=k).fit(train, labels).predict_proba(query) for k in (1, 20)}
 
-    ours, t_ours = _timed(lambda: knn_votes(train, labels, query, [1, 20], CLASSES))
-    ref, t_ref = _timed(sk)
-    info = {"train": rows, "queries": len(query), "dim": dim, "torch_s": t_ours, "sklearn_s": t_ref,
+    with _threads(benchmark) as threads:
+        ours, t_ours = _timed(lambda: knn_votes(train, labels, query, [1, 20], CLASSES))
+        ref, t_ref = _timed(sk)
+    info = {"train": rows, "queries": len(query), "dim": dim, "threads": threads, "torch_s": t_ours, "sklearn_s": t_ref,
             "ratio": t_ours / t_ref}
     benchmark.extra_info.update(info)
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
