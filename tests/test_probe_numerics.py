@@ -284,3 +284,27 @@ def test_support_draws_short_classes_and_seeding() -> None:
     others = [draw_support(labels, 16, 5, episode_rng(*key)).positions for key in
               [(0, 1, 16, 1), (1, 1, 16, 0), (0, 2, 16, 0)]]
     assert all(not np.array_equal(support.positions, o) for o in others)
+
+
+def test_val_search_fold_refits_the_chosen_c_on_train_plus_val(synthetic_split, tmp_path) -> None:
+    """features/probe.py's linear fold with c = "val-search": C from val, then the fit on train + val."""
+    from bmbench.classes import NUM_CLASSES
+    from bmbench.features.probe import FOLD_PREDICTIONS, FoldData, _linear_fold
+    from bmbench.protocols import probe_config
+
+    split = synthetic_split
+    rng = np.random.default_rng(15)
+    means = rng.standard_normal((NUM_CLASSES, 16))
+    features = (means[split.labels] + 1.5 * rng.standard_normal((len(split.labels), 16))).astype(np.float32)
+    roles = {role: split.members(0, role) for role in ("train", "val", "test")}
+    data = FoldData(fold=0, features=features, **roles)
+    config = probe_config({"linear": {"c": "val-search", "c_grid": [1e-4, 1e-2, 1.0]}})
+    record = _linear_fold(config, data, split, tmp_path, "cpu", {"id": "test"})
+    fit = record.fit
+    chosen, table = search_c(features[roles["train"]], split.labels[roles["train"]], features[roles["val"]],
+                             split.labels[roles["val"]], (1e-4, 1e-2, 1.0), NUM_CLASSES)
+    assert fit["c"] == chosen and [row["c"] for row in fit["c_search"]] == [1e-4, 1e-2, 1.0]
+    trainval = data.trainval
+    refit = fit_logistic(features[trainval], split.labels[trainval], chosen)
+    assert abs(fit["objective"] - refit.objective) <= 1e-6 * refit.objective
+    assert (tmp_path / FOLD_PREDICTIONS).is_file()

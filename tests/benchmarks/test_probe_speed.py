@@ -88,6 +88,8 @@ def test_linear_probe_torch_vs_sklearn(benchmark) -> None:
 
     with _threads(benchmark) as threads:
         ours, t_ours = _timed(lambda: fit_logistic(x, y, c, tol=1e-4))
+        print(f"\nlinear torch {rows} x {dim}: {t_ours:.2f} s, {ours.iterations} iterations, objective "
+              f"{ours.objective:.6g}; scikit-learn next", flush=True)
         ref, t_ref = _timed(sk)
         tight, t_tight = _timed(lambda: fit_logistic(x, y, c, init=ours))  # on to the probe's default tol 1e-5
     ref_obj = objective(ref.coef_, ref.intercept_, x, y, c)
@@ -114,6 +116,7 @@ def test_knn_torch_vs_sklearn(benchmark) -> None:
 
     with _threads(benchmark) as threads:
         ours, t_ours = _timed(lambda: knn_votes(train, labels, query, [1, 20], CLASSES))
+        print(f"\nknn torch {rows} x {len(query)} x {dim}: {t_ours:.2f} s; scikit-learn next", flush=True)
         ref, t_ref = _timed(sk)
     info = {"train": rows, "queries": len(query), "dim": dim, "threads": threads, "torch_s": t_ours, "sklearn_s": t_ref,
             "ratio": t_ours / t_ref}
