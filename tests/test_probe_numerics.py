@@ -11,14 +11,13 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.neighbors import KNeighborsClassifier
-
 from bmbench.errors import BmbenchError
 from bmbench.features import knn as knn_mod
 from bmbench.features.fewshot import draw_support, episode_rng, simpleshot_predict
 from bmbench.features.knn import knn_votes, sklearn_heap_select
 from bmbench.features.linear import dinobloom_c, fit_logistic, objective, search_c
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
 
 
 @pytest.fixture(autouse=True)
@@ -217,7 +216,7 @@ def test_knn_equals_sklearn_with_exact_ties(metric: str, monkeypatch: pytest.Mon
     if metric == "euclidean":
         dist = ((query[:, None, :] - train[None, :, :]) ** 2).sum(axis=2)
     else:
-        norm = lambda a: a / np.where((n := np.linalg.norm(a, axis=1, keepdims=True)) == 0, 1, n)  # noqa: E731
+        norm = lambda a: a / np.where((n := np.linalg.norm(a, axis=1, keepdims=True)) == 0, 1, n)
         dist = np.clip(1 - norm(query) @ norm(train).T, 0, 2)
     ordered = np.sort(dist, axis=1)
     assert (ordered[:, 19] == ordered[:, 20]).sum() > 30  # the k-th distance is tied for many queries
@@ -301,8 +300,8 @@ def test_val_search_fold_refits_the_chosen_c_on_train_plus_val(synthetic_split, 
     config = probe_config({"linear": {"c": "val-search", "c_grid": [1e-4, 1e-2, 1.0]}})
     record = _linear_fold(config, data, split, tmp_path, "cpu", {"id": "test"})
     fit = record.fit
-    chosen, table = search_c(features[roles["train"]], split.labels[roles["train"]], features[roles["val"]],
-                             split.labels[roles["val"]], (1e-4, 1e-2, 1.0), NUM_CLASSES)
+    chosen, _ = search_c(features[roles["train"]], split.labels[roles["train"]], features[roles["val"]],
+                         split.labels[roles["val"]], (1e-4, 1e-2, 1.0), NUM_CLASSES)
     assert fit["c"] == chosen and [row["c"] for row in fit["c_search"]] == [1e-4, 1e-2, 1.0]
     trainval = data.trainval
     refit = fit_logistic(features[trainval], split.labels[trainval], chosen)

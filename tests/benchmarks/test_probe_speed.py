@@ -20,8 +20,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
-import pytest
-
 from bmbench.features.knn import knn_votes
 from bmbench.features.linear import dinobloom_c, fit_logistic, objective
 
@@ -94,7 +92,8 @@ def test_linear_probe_torch_vs_sklearn(benchmark) -> None:
         ref, t_ref = _timed(sk)
         tight, t_tight = _timed(lambda: fit_logistic(x, y, c, init=ours))  # on to the probe's default tol 1e-5
     ref_obj = objective(ref.coef_, ref.intercept_, x, y, c)
-    info = {"rows": rows, "dim": dim, "c": c, "threads": threads, "torch_s": t_ours, "sklearn_s": t_ref, "ratio": t_ours / t_ref,
+    info = {"rows": rows, "dim": dim, "c": c, "threads": threads, "torch_s": t_ours, "sklearn_s": t_ref,
+            "ratio": t_ours / t_ref,
             "torch_iterations": ours.iterations, "sklearn_iterations": int(ref.n_iter_[0]),
             "torch_objective": ours.objective, "sklearn_objective": ref_obj,
             "torch_tol_1e-5_extra_s": t_tight, "torch_tol_1e-5_objective": tight.objective}
@@ -115,12 +114,12 @@ def test_knn_torch_vs_sklearn(benchmark) -> None:
         return {k: KNeighborsClassifier(n_neighbors=k).fit(train, labels).predict_proba(query) for k in (1, 20)}
 
     with _threads(benchmark) as threads:
-        ours, t_ours = benchmark.pedantic(_timed, args=(lambda: knn_votes(train, labels, query, [1, 20], CLASSES),),
-                                          rounds=1, iterations=1)
+        ours, t_ours = benchmark.pedantic(
+            _timed, args=(lambda: knn_votes(train, labels, query, [1, 20], CLASSES),), rounds=1, iterations=1)
         print(f"\nknn torch {rows} x {len(query)} x {dim}: {t_ours:.2f} s; scikit-learn next", flush=True)
         ref, t_ref = _timed(sk)
-    info = {"train": rows, "queries": len(query), "dim": dim, "threads": threads, "torch_s": t_ours, "sklearn_s": t_ref,
-            "ratio": t_ours / t_ref}
+    info = {"train": rows, "queries": len(query), "dim": dim, "threads": threads, "torch_s": t_ours,
+            "sklearn_s": t_ref, "ratio": t_ours / t_ref}
     benchmark.extra_info.update(info)
     print("\nknn " + ", ".join(f"{k} {v:.6g}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items()))
     for k in (1, 20):
