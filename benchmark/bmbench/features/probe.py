@@ -313,12 +313,14 @@ def _constants(config: ProbeConfig, variant: str) -> dict[str, Any]:
     if name == "linear":
         return {"protocol": "linear", **config.linear.model_dump(mode="json"),
                 "model": "multinomial logistic regression, L2 on weights (intercept not penalised)",
-                "solver": "full-batch L-BFGS (torch.optim.LBFGS, strong Wolfe line search) from zeros",
+                "solver": "full-batch L-BFGS from zeros (strong Wolfe line search, preconditioned change of "
+                          "variables; bmbench.features.linear)",
                 "feature_scaling": None, "fit_on": "train+val", "probabilities": "softmax"}
     if name == "knn":
         return {"protocol": "knn", "k": number, "metric": config.knn.metric, "weights": "uniform",
                 "fit_on": "train+val", "probabilities": "neighbour vote fractions",
-                "ties": "scikit-learn KNeighborsClassifier(algorithm='brute') exactly (heap order; lowest class)"}
+                "ties": "as scikit-learn KNeighborsClassifier (euclidean: its heap order; cosine: "
+                        "numpy.argpartition; tied votes: lowest class)"}
     return {"protocol": "fewshot", "shots": number, "episodes": config.fewshot.episodes, "seed": config.fewshot.seed,
             "method": "SimpleShot: centre on the support mean, L2-normalise, nearest class-mean prototype",
             "support_from": "train+val", "probabilities": None, "predictions_csv": SELECTION_RULE}
