@@ -150,6 +150,20 @@ def check_parts(split: Split, folds: tuple[int, ...], config: ProbeConfig, proto
                 + (" or another [probe.linear] c" if search else ""), exit_code=INVALID)
 
 
+def _require_store(folder: Path, folds: tuple[int, ...] | None) -> None:
+    """``--features`` must name complete stores (every fold's, for a ``run:`` encoder): never embed a typo."""
+    from bmbench.features.store import MANIFEST_FILE, PROGRESS_FILE
+
+    for store in [folder] if folds is None else [folder / f"fold{f}" for f in folds]:
+        if (store / MANIFEST_FILE).is_file():
+            continue
+        state = "is unfinished (an interrupted embedding)" if (store / PROGRESS_FILE).is_file() else \
+            "holds no feature store"
+        raise BmbenchError(f"--features {folder}: {store} {state}; create or finish it with `bmbench embed "
+                           f"SUBMISSION --out {folder}` (the same --data and --split), or drop --features to use "
+                           "the feature cache", exit_code=INVALID)
+
+
 def _fold_data(store: Any, split: Split, fold: int) -> FoldData:
     """The fold's features in float32, rows in split order, checked finite."""
     roles = {role: split.members(fold, role) for role in ("train", "val", "test")}
@@ -432,15 +446,14 @@ def run_probe(loaded: LoadedSubmission, options: ProbeOptions,
         _check_out(run_dir, folds, options.resume)
     device = resolve_device(options.device)
     started = time.perf_counter()
-    if options.features is not None:
-        store_dir = Path(options.features)
-    else:
-        from bmbench.features.embed import embed
+    from bmbench.features.embed import embed
 
-        per_fold = str(sub.encoder).startswith("run:")
-        store_dir = embed(loaded, data=options.data, split_name=split.name, device=options.device,
-                          batch=options.batch, progress=progress, folds=folds if per_fold else None,
-                          workers=options.workers)
+    per_fold = str(sub.encoder).startswith("run:")
+    if options.features is not None:  # the same checks as a store found in the cache: embed() refuses a mismatch
+        _require_store(Path(options.features), folds if per_fold else None)
+    store_dir = embed(loaded, data=options.data, split_name=split.name, out_dir=options.features,
+                      device=options.device, batch=options.batch, progress=progress,
+                      folds=folds if per_fold else None, workers=options.workers)
     embed_seconds = time.perf_counter() - started
     stores = {f: fold_store(store_dir, f) for f in folds}
     for fold, store in stores.items():
