@@ -389,6 +389,29 @@ def _finalize(run_dir: Path, split: Split, variant: str, config: ProbeConfig, ba
     return VariantResult(variant=variant, run_dir=run_dir, score=score, record=record, episodes=episodes)
 
 
+def _refuse_stale_folds(dirs: dict[str, Path], weights: dict[int, str]) -> None:
+    """``--resume`` keeps a finished fold only if it was fitted on features of the same encoder weights."""
+    for run_dir in dirs.values():
+        for fold, record in completed_folds(run_dir).items():
+            had = (record.init.get("encoder") or {}).get("weights_sha256")
+            if fold in weights and had != weights[fold]:
+                raise BmbenchError(
+                    f"{_fold_dir(run_dir, fold)} was fitted on features of other encoder weights (SHA-256 "
+                    f"{str(had)[:12]}…, now {weights[fold][:12]}…; e.g. the run: encoder was retrained). "
+                    "Resuming would mix two encoders: delete that run folder or pass another --out",
+                    exit_code=INVALID)
+
+
+def _encoder_comparable(spec: str) -> bool:
+    """A ``run:`` encoder is only as comparable as its run (a smoke fine-tuning makes a smoke encoder)."""
+    if not spec.startswith("run:"):
+        return True
+    from bmbench.features.encoders import run_folder
+    from bmbench.records.run import read_run
+
+    return read_run(run_folder(spec)).comparable
+
+
 def _run_fold(config: ProbeConfig, todo: list[str], data: FoldData, split: Split, dirs: dict[str, Path],
               device: Any, fold_encoder: dict[str, Any]) -> None:
     """Every pending variant on one fold; each variant's ``fold.json`` is written when its fold is done."""
@@ -460,6 +483,8 @@ def run_probe(loaded: LoadedSubmission, options: ProbeOptions,
         _check_store(store, loaded, index.dataset.id, fold)
     manifests = {f: s.manifest for f, s in stores.items()}
     encoder = _encoder_ref(manifests)
+    if options.resume:
+        _refuse_stale_folds(dirs, {f: m.encoder.weights_sha256 for f, m in manifests.items()})
     for fold in folds:
         todo = [v for v in variants if not (options.resume and (_fold_dir(dirs[v], fold) / FOLD_FILE).is_file())]
         if not todo:
@@ -476,7 +501,7 @@ def run_probe(loaded: LoadedSubmission, options: ProbeOptions,
         "submission": {"name": sub.name, "digest": loaded.digest, "backbone": None, "init": None,
                        "folder": str(loaded.folder)},
         "encoder": encoder, "recipe": None, "recipe_digest": None,
-        "comparable": not index.dataset.synthetic, "smoke": None,
+        "comparable": not index.dataset.synthetic and _encoder_comparable(str(sub.encoder)), "smoke": None,
         "data": {"dataset": index.dataset.id, "synthetic": index.dataset.synthetic, "root": str(index.root)},
         "split": split.provenance(), "device": device_info(device), "versions": package_versions(),
         "git": git_commit(), "wall_seconds_this_invocation": wall,
