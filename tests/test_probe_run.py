@@ -365,3 +365,57 @@ def test_reference_probe_submissions_validate_and_stay_out_of_the_grid() -> None
     assert len(grid) == 24 and not any(name.startswith("probe_") or name.endswith("_probe") for name in grid)
     code, output = invoke("submissions", "list")
     assert code == 0 and "probe_dinobloom_l" in output and "frozen" in output
+
+
+def test_run_encoder_probe_and_resume_refuses_other_weights(offline: Path, image_cache: Path) -> None:
+    """The demo's path: frozen features of a finished fine-tuning run's fold networks (``run:``)."""
+    from bmbench.engine.checkpoint import load_checkpoint, save_checkpoint
+    from bmbench.runs.run import RunOptions, run_submission
+    from bmbench.submissions.schema import load_submission
+
+    ft = offline / "subs" / "tiny_ft"
+    ft.mkdir(parents=True)
+    (ft / "submission.toml").write_text(textwrap.dedent("""\
+        name = "tiny_ft"
+        authors = ["bmbench tests"]
+        description = "a tiny fine-tuned network"
+        backbone = "model.py"
+        init = "random"
+        [recipe]
+        epochs = 1
+        lr = 0.01
+        eval_size = 16
+        num_workers = 0
+        [recipe.augmentation]
+        crop_size = 16
+        """), encoding="utf-8")
+    (ft / "model.py").write_text(textwrap.dedent("""\
+        from torch import nn
+
+        def build_model(num_classes):
+            return nn.Sequential(nn.Conv2d(3, 6, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                 nn.Linear(6, num_classes))
+        """), encoding="utf-8")
+    runs = offline / "runs"
+    trained = run_submission(load_submission(ft), RunOptions(data="synthetic", folds=(0,), out=runs, device="cpu",
+                                                             max_steps=1))
+    folder = write_probe_submission(offline / "subs", "ft_probe", f"run:{trained.run_dir}",
+                                    probe='[probe]\nprotocols = ["linear", "knn"]\n[probe.knn]\nk = [20]\n'
+                                          "[probe.linear]\nmax_iter = 60\n")
+    code, output = invoke("probe", str(folder), "--data", "synthetic", "--folds", "0", "--out", str(runs),
+                          "--device", "cpu")
+    assert code == 0, output
+    for variant in ("linear", "knn-20"):
+        run_dir = runs / "ft_probe" / "synthetic" / variant
+        assert_rescored(run_dir, "synthetic-cv5-v1")
+        run = read_run(run_dir)
+        assert run.encoder is not None and run.encoder.feature_dim == 6 and not run.comparable
+        assert run.encoder.weights_sha256 == sha256_file(trained.run_dir / "fold0" / "best.pt")
+    # The fine-tuning changes (fold 0 retrained): resuming would mix two encoders, so it is refused.
+    best = trained.run_dir / "fold0" / "best.pt"
+    state = load_checkpoint(best)
+    state["model"] = {k: v + 1 for k, v in state["model"].items()}
+    save_checkpoint(best, state)
+    code, output = invoke("probe", str(folder), "--data", "synthetic", "--folds", "0", "--out", str(runs),
+                          "--device", "cpu", "--resume")
+    assert code == 2 and "other encoder weights" in output, output
