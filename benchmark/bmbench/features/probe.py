@@ -463,6 +463,7 @@ def run_probe(loaded: LoadedSubmission, options: ProbeOptions,
         raise BmbenchError(f"--folds must be between 0 and {split.folds - 1} for split {split.name}; got "
                            f"{', '.join(map(str, bad))}", exit_code=INVALID)
     check_parts(split, folds, config, config.protocols_for(sub.protocol))
+    comparable = not index.dataset.synthetic and _encoder_comparable(str(sub.encoder))  # read before any work
     base_dir = options.out / sub.name / index.dataset.id
     dirs = {v: base_dir / v for v in variants}
     for run_dir in dirs.values():
@@ -501,7 +502,7 @@ def run_probe(loaded: LoadedSubmission, options: ProbeOptions,
         "submission": {"name": sub.name, "digest": loaded.digest, "backbone": None, "init": None,
                        "folder": str(loaded.folder)},
         "encoder": encoder, "recipe": None, "recipe_digest": None,
-        "comparable": not index.dataset.synthetic and _encoder_comparable(str(sub.encoder)), "smoke": None,
+        "comparable": comparable, "smoke": None,
         "data": {"dataset": index.dataset.id, "synthetic": index.dataset.synthetic, "root": str(index.root)},
         "split": split.provenance(), "device": device_info(device), "versions": package_versions(),
         "git": git_commit(), "wall_seconds_this_invocation": wall,
