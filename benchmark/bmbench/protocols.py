@@ -64,6 +64,15 @@ def _check_token(value: str) -> str:
 ProtocolToken = Annotated[str, AfterValidator(_check_token)]
 """A pydantic field type for a protocol token (run.json, leaderboard entries)."""
 
+PROTOCOL_LABELS = {FINETUNE: "fine-tune", "linear": "linear", **{f"knn-{k}": f"kNN-{k}" for k in KNN_K},
+                   **{f"fewshot-{n}": f"few-shot-{n}" for n in FEWSHOT_SHOTS}}
+"""How the board and the CLI name each protocol token."""
+
+
+def protocol_text(protocol: str) -> str:
+    """``fine-tune``, ``linear``, ``kNN-1``, ``kNN-20`` or ``few-shot-n`` (an unknown token as it is)."""
+    return PROTOCOL_LABELS.get(protocol, protocol)
+
 
 class LinearConfig(BaseModel):
     """Multinomial logistic regression on the features (L2, L-BFGS), fit on train + val of each fold."""

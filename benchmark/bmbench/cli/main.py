@@ -11,7 +11,7 @@ from bmbench.cli import bench_cmd, grid_cmd
 from bmbench.cli import data_cmd, leaderboard_cmd, run_cmd, score_cmd, splits_cmd, submissions_cmd
 from bmbench.cli import pretrain_cmd
 from bmbench.cli import explain_cmd, lrfind_cmd
-from bmbench.cli import classes_cmd, embed_cmd
+from bmbench.cli import classes_cmd, embed_cmd, probe_cmd
 
 app = typer.Typer(
     name="bmbench",
@@ -36,6 +36,7 @@ app.command("lr-find")(lrfind_cmd.lr_find)
 app.command("explain")(explain_cmd.explain)
 app.command("embed")(embed_cmd.embed)
 app.command("classes")(classes_cmd.classes)
+app.command("probe")(probe_cmd.probe)
 
 
 def _version(value: bool) -> None:

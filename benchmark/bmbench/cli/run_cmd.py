@@ -89,6 +89,22 @@ def _summary(result: Any) -> None:
     console.print(f"results in {result.run_dir} (predictions.csv, score.json, run.json)")
 
 
+def _run_frozen(loaded: Any, *, data: str | None, folds: str | None, out: Path, device: str, resume: bool,
+                training: dict[str, Any]) -> None:
+    """``bmbench run`` on a frozen-feature submission: exactly ``bmbench probe`` (training options refused)."""
+    from bmbench.cli.probe_cmd import probe_and_report
+    from bmbench.errors import BmbenchError
+    from bmbench.features.probe import ProbeOptions
+
+    given = [name for name, value in training.items() if value is not None]
+    if given:
+        raise BmbenchError(f"{', '.join(given)} train a network; {loaded.submission.name} is a frozen-feature "
+                           f"submission (protocol {loaded.submission.protocol!r}), whose encoder is not trained. "
+                           "Drop those options (`bmbench probe` takes --split, --features and --json as well)")
+    probe_and_report(loaded, ProbeOptions(data=data, folds=parse_folds(folds), out=out, device=device,
+                                          resume=resume))
+
+
 @user_errors
 def run(
     submission: str = typer.Argument(..., help="Submission folder (submissions/regnet_imagenet_cd) or name."),
@@ -107,7 +123,11 @@ def run(
     lr_find_steps: int | None = typer.Option(None, "--lr-find-steps", min=5, help="Cap the learning-rate range "
                                              "test (lr = \"find\") at N steps (smoke runs: 10 unless given)."),
 ) -> None:
-    """Train and evaluate a submission on the published split, then score it (predictions.csv, score.json, run.json)."""
+    """Train and evaluate a submission on the published split, then score it (predictions.csv, score.json, run.json).
+
+    A frozen-feature submission (protocol linear, knn, fewshot or probe) runs its probes instead, exactly
+    as `bmbench probe SUBMISSION` does.
+    """
     from bmbench.submissions.registry import resolve_submission
     from bmbench.paths import runs_dir
     from bmbench.runs.run import RunOptions, run_submission
@@ -116,6 +136,12 @@ def run(
 
     loaded = resolve_submission(submission)
     check_output_path(out or runs_dir(), what="--out", folder=True)  # refused before any work starts
+    if loaded.submission.kind == "frozen":  # one way: the same function and table as `bmbench probe`
+        _run_frozen(loaded, data=data, folds=folds, out=out or runs_dir(), device=device, resume=resume,
+                    training={"--epochs": epochs, "--max-steps": max_steps, "--seed": seed or None,
+                              "--concurrent-folds": concurrent_folds if concurrent_folds > 1 else None,
+                              "--lr-find-steps": lr_find_steps})
+        return
     options = RunOptions(data=data, folds=parse_folds(folds), out=out or runs_dir(), device=device, epochs=epochs,
                          max_steps=max_steps, resume=resume, seed=seed, lr_find_steps=lr_find_steps)
     if concurrent_folds > 1:

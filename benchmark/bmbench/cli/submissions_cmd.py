@@ -15,17 +15,27 @@ app = typer.Typer(help="List and describe the submissions (reference recipes, ba
 @app.command("list")
 @user_errors
 def list_() -> None:
-    """Every submission under submissions/ with its backbone and initialisation."""
+    """Every submission under submissions/: its protocol, backbone (or frozen encoder) and initialisation."""
     from rich.table import Table
 
+    from bmbench.protocols import ProbeConfig, protocol_text
     from bmbench.submissions.registry import default_submissions_dir, list_submissions
 
     table = Table(title=f"Submissions in {default_submissions_dir()}", title_justify="left")
-    for column in ("name", "backbone", "init", "epochs", "lr"):
-        table.add_column(column)
+    table.add_column("name", no_wrap=True)  # names stay whole; the other columns wrap
+    for column in ("protocol", "backbone / encoder", "init", "epochs", "lr"):
+        table.add_column(column, overflow="fold")
     for loaded in list_submissions():
         sub = loaded.submission
-        table.add_row(sub.name, sub.backbone, sub.init, str(sub.recipe.epochs), str(sub.recipe.lr))
+        if sub.kind == "frozen":  # no training: the variants it runs instead of init, epochs and lr
+            config = sub.probe or ProbeConfig()
+            parts = {"linear": "linear", "knn": "kNN-" + "/".join(map(str, config.knn.k)),
+                     "fewshot": "few-shot-" + "/".join(map(str, config.fewshot.shots))}
+            shown = ", ".join(parts[p] for p in config.protocols_for(sub.protocol))
+            table.add_row(sub.name, shown, str(sub.encoder), "frozen", "-", "-")
+        else:
+            table.add_row(sub.name, protocol_text(sub.protocol), sub.backbone, sub.init, str(sub.recipe.epochs),
+                          str(sub.recipe.lr))
     console.print(table)
 
 

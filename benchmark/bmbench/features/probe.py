@@ -24,6 +24,7 @@ import hashlib
 import io
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,11 +35,13 @@ import numpy as np
 from bmbench import atomic
 from bmbench.classes import CLASS_CODES, NUM_CLASSES
 from bmbench.errors import BmbenchError
+from bmbench.paths import runs_dir
 from bmbench.protocols import ProbeConfig, parse_variant
 from bmbench.records.episodes import EPISODE_METRICS, EpisodeScore, EpisodesRecord, Spread, write_episodes
 from bmbench.records.fold import FOLD_FILE, FoldRecord, completed_folds, write_fold
+from bmbench.records.probe_summary import ProbeSummary, VariantSummary
 from bmbench.records.run import RUN_SCHEMA_VERSION, RunRecord, write_run
-from bmbench.records.score import SCORE_FILE, write_score
+from bmbench.records.score import SCORE_FILE, MeanStd, write_score
 from bmbench.splits.store import Split
 from bmbench.submissions.schema import LoadedSubmission
 
@@ -57,7 +60,7 @@ class ProbeOptions:
     data: str | None = None
     split: str | None = None
     folds: tuple[int, ...] | None = None
-    out: Path = Path("runs")
+    out: Path = field(default_factory=runs_dir)  # <root>/runs, as `bmbench run`
     device: str = "auto"
     batch: int = 256
     features: Path | None = None
@@ -124,12 +127,46 @@ def _check_store(store: Any, loaded: LoadedSubmission, dataset_id: str, fold: in
                            f"{fold}", exit_code=INVALID)
 
 
+def check_parts(split: Split, folds: tuple[int, ...], config: ProbeConfig, protocols: tuple[str, ...]) -> None:
+    """Refuse (before anything is embedded or written) a fold that lacks a part the probes need.
+
+    Every probe fits on train + val and predicts test; ``c = "val-search"`` also fits on train alone and
+    scores on val, so it needs both parts.
+    """
+    search = "linear" in protocols and config.linear.c == "val-search"
+    for fold in folds:
+        sizes = {role: len(split.members(fold, role)) for role in ("train", "val", "test")}
+        missing = [role for role in ("test",) if sizes[role] == 0]
+        if sizes["train"] + sizes["val"] == 0:
+            missing.append("train/val")
+        if search:
+            missing.extend(role for role in ("train", "val") if sizes[role] == 0)
+        if missing:
+            need = ("[probe.linear] c = \"val-search\" needs train and val images, and " if search else "")
+            raise BmbenchError(
+                f"split {split.name}, fold {fold} has no {' and no '.join(dict.fromkeys(missing))} images "
+                f"(train {sizes['train']}, val {sizes['val']}, test {sizes['test']}): {need}every probe fits on "
+                "train + val and predicts test. Choose a --split with those parts"
+                + (" or another [probe.linear] c" if search else ""), exit_code=INVALID)
+
+
+def _require_store(folder: Path, folds: tuple[int, ...] | None) -> None:
+    """``--features`` must name complete stores (every fold's, for a ``run:`` encoder): never embed a typo."""
+    from bmbench.features.store import MANIFEST_FILE, PROGRESS_FILE
+
+    for store in [folder] if folds is None else [folder / f"fold{f}" for f in folds]:
+        if (store / MANIFEST_FILE).is_file():
+            continue
+        state = "is unfinished (an interrupted embedding)" if (store / PROGRESS_FILE).is_file() else \
+            "holds no feature store"
+        raise BmbenchError(f"--features {folder}: {store} {state}; create or finish it with `bmbench embed "
+                           f"SUBMISSION --out {folder}` (the same --data and --split), or drop --features to use "
+                           "the feature cache", exit_code=INVALID)
+
+
 def _fold_data(store: Any, split: Split, fold: int) -> FoldData:
     """The fold's features in float32, rows in split order, checked finite."""
     roles = {role: split.members(fold, role) for role in ("train", "val", "test")}
-    if len(roles["test"]) == 0 or len(roles["train"]) + len(roles["val"]) == 0:
-        raise BmbenchError(f"split {split.name}, fold {fold}: a probe needs train/val images to fit and test images "
-                           "to predict; this fold lacks one part", exit_code=INVALID)
     needed = np.sort(np.concatenate(list(roles.values())))
     rows = store.rows_for(split.image_ids[needed])
     dense = np.zeros((len(split.image_ids), store.dim), dtype=np.float32)
@@ -354,6 +391,51 @@ def _finalize(run_dir: Path, split: Split, variant: str, config: ProbeConfig, ba
     return VariantResult(variant=variant, run_dir=run_dir, score=score, record=record, episodes=episodes)
 
 
+def _refuse_stale_folds(dirs: dict[str, Path], weights: dict[int, str]) -> None:
+    """``--resume`` keeps a finished fold only if it was fitted on features of the same encoder weights."""
+    for run_dir in dirs.values():
+        for fold, record in completed_folds(run_dir).items():
+            had = (record.init.get("encoder") or {}).get("weights_sha256")
+            if fold in weights and had != weights[fold]:
+                raise BmbenchError(
+                    f"{_fold_dir(run_dir, fold)} was fitted on features of other encoder weights (SHA-256 "
+                    f"{str(had)[:12]}…, now {weights[fold][:12]}…; e.g. the run: encoder was retrained). "
+                    "Resuming would mix two encoders: delete that run folder or pass another --out",
+                    exit_code=INVALID)
+
+
+def _encoder_comparable(spec: str) -> bool:
+    """A ``run:`` encoder is only as comparable as its run (a smoke fine-tuning makes a smoke encoder)."""
+    if not spec.startswith("run:"):
+        return True
+    from bmbench.features.encoders import run_folder
+    from bmbench.records.run import read_run
+
+    return read_run(run_folder(spec)).comparable
+
+
+def _run_fold(config: ProbeConfig, todo: list[str], data: FoldData, split: Split, dirs: dict[str, Path],
+              device: Any, fold_encoder: dict[str, Any]) -> None:
+    """Every pending variant on one fold; each variant's ``fold.json`` is written when its fold is done."""
+    fold = data.fold
+    ks = [number for v in todo for name, number in [parse_variant(v)] if name == "knn" and number]
+    if ks:
+        records = _knn_folds(config, ks, data, split, {k: _fold_dir(dirs[f"knn-{k}"], fold) for k in ks},
+                             device, fold_encoder)
+        for k, rec in records.items():
+            write_fold(_fold_dir(dirs[f"knn-{k}"], fold) / FOLD_FILE, rec)
+    for v in todo:
+        name, number = parse_variant(v)
+        if name == "linear":
+            rec = _linear_fold(config, data, split, _fold_dir(dirs[v], fold), device, fold_encoder)
+        elif name == "fewshot":
+            rec = _fewshot_fold(config, int(number or 0), data, split, _fold_dir(dirs[v], fold), device,
+                                fold_encoder)
+        else:
+            continue
+        write_fold(_fold_dir(dirs[v], fold) / FOLD_FILE, rec)
+
+
 def run_probe(loaded: LoadedSubmission, options: ProbeOptions,
               progress: Callable[[int, int, str], None] | None = None) -> list[VariantResult]:
     """Embed (or reuse) the features, run every variant on the chosen folds, score, and record provenance."""
@@ -382,58 +464,47 @@ def run_probe(loaded: LoadedSubmission, options: ProbeOptions,
     if bad:
         raise BmbenchError(f"--folds must be between 0 and {split.folds - 1} for split {split.name}; got "
                            f"{', '.join(map(str, bad))}", exit_code=INVALID)
+    check_parts(split, folds, config, config.protocols_for(sub.protocol))
+    comparable = not index.dataset.synthetic and _encoder_comparable(str(sub.encoder))  # read before any work
     base_dir = options.out / sub.name / index.dataset.id
     dirs = {v: base_dir / v for v in variants}
     for run_dir in dirs.values():
         _check_out(run_dir, folds, options.resume)
     device = resolve_device(options.device)
     started = time.perf_counter()
-    if options.features is not None:
-        store_dir = Path(options.features)
-    else:
-        from bmbench.features.embed import embed
+    from bmbench.features.embed import embed
 
-        per_fold = str(sub.encoder).startswith("run:")
-        store_dir = embed(loaded, data=options.data, split_name=split.name, device=options.device,
-                          batch=options.batch, progress=progress, folds=folds if per_fold else None,
-                          workers=options.workers)
+    per_fold = str(sub.encoder).startswith("run:")
+    if options.features is not None:  # the same checks as a store found in the cache: embed() refuses a mismatch
+        _require_store(Path(options.features), folds if per_fold else None)
+    store_dir = embed(loaded, data=options.data, split_name=split.name, out_dir=options.features,
+                      device=options.device, batch=options.batch, progress=progress,
+                      folds=folds if per_fold else None, workers=options.workers)
     embed_seconds = time.perf_counter() - started
     stores = {f: fold_store(store_dir, f) for f in folds}
     for fold, store in stores.items():
         _check_store(store, loaded, index.dataset.id, fold)
     manifests = {f: s.manifest for f, s in stores.items()}
     encoder = _encoder_ref(manifests)
+    if options.resume:
+        _refuse_stale_folds(dirs, {f: m.encoder.weights_sha256 for f, m in manifests.items()})
     for fold in folds:
         todo = [v for v in variants if not (options.resume and (_fold_dir(dirs[v], fold) / FOLD_FILE).is_file())]
         if not todo:
             continue
         data = _fold_data(stores[fold], split, fold)
         fold_encoder = {"id": encoder["id"], "weights_sha256": manifests[fold].encoder.weights_sha256}
-        for v in todo:
-            _fold_dir(dirs[v], fold).mkdir(parents=True, exist_ok=True)
-        ks = [number for v in todo for name, number in [parse_variant(v)] if name == "knn" and number]
-        if ks:
-            records = _knn_folds(config, ks, data, split, {k: _fold_dir(dirs[f"knn-{k}"], fold) for k in ks},
-                                 device, fold_encoder)
-            for k, rec in records.items():
-                write_fold(_fold_dir(dirs[f"knn-{k}"], fold) / FOLD_FILE, rec)
-        for v in todo:
-            name, number = parse_variant(v)
-            if name == "linear":
-                rec = _linear_fold(config, data, split, _fold_dir(dirs[v], fold), device, fold_encoder)
-            elif name == "fewshot":
-                rec = _fewshot_fold(config, int(number or 0), data, split, _fold_dir(dirs[v], fold), device,
-                                    fold_encoder)
-            else:
-                continue
-            write_fold(_fold_dir(dirs[v], fold) / FOLD_FILE, rec)
+        with ExitStack() as made:  # a fold that fails before writing anything leaves no empty folders
+            for v in todo:
+                made.enter_context(atomic.made_folder(_fold_dir(dirs[v], fold)))
+            _run_fold(config, todo, data, split, dirs, device, fold_encoder)
     wall = time.perf_counter() - started
     first = manifests[min(manifests)]
     base = {
         "submission": {"name": sub.name, "digest": loaded.digest, "backbone": None, "init": None,
                        "folder": str(loaded.folder)},
         "encoder": encoder, "recipe": None, "recipe_digest": None,
-        "comparable": not index.dataset.synthetic, "smoke": None,
+        "comparable": comparable, "smoke": None,
         "data": {"dataset": index.dataset.id, "synthetic": index.dataset.synthetic, "root": str(index.root)},
         "split": split.provenance(), "device": device_info(device), "versions": package_versions(),
         "git": git_commit(), "wall_seconds_this_invocation": wall,
@@ -444,3 +515,24 @@ def run_probe(loaded: LoadedSubmission, options: ProbeOptions,
                      else {f"fold{f}": m.model_dump(mode="json") for f, m in sorted(manifests.items())}},
     }
     return [_finalize(dirs[v], split, v, config, base) for v in variants]
+
+
+def summarize(results: list[VariantResult]) -> ProbeSummary:
+    """The ``--json`` document of a probe run: every figure copied from score.json / episodes.json."""
+    if not results:
+        raise BmbenchError("the probe run produced no variant", exit_code=1)
+    first = results[0].record
+    variants = []
+    for r in results:
+        ep = r.episodes
+        variants.append(VariantSummary(
+            variant=r.variant, run_dir=str(r.run_dir), folds=[f.fold for f in r.record.folds],
+            metrics={name: (MeanStd(**value) if value else None) for name, value in r.score["summary"].items()},
+            episodes=ep.episodes if ep else None, over_episodes=dict(ep.summary) if ep else None,
+            selected_episode=ep.selected_episode if ep else None,
+            short_classes={f: c for f, c in ep.short_classes.items() if c} if ep else None,
+            fit_seconds=sum(f.seconds for f in r.record.folds)))
+    features = getattr(first, "features", None) or {}
+    return ProbeSummary(submission=first.submission.name, encoder=first.encoder.id if first.encoder else "",
+                        dataset=first.data.dataset, synthetic=first.data.synthetic, split=first.split.name,
+                        features=str(features.get("folder", "")), variants=variants)

@@ -27,6 +27,7 @@ from bmbench.leaderboard import stats
 from bmbench.leaderboard.published import derived_metrics
 from bmbench.leaderboard.schema import ConfusionResults, Entry, MeanStd, PublishedResults
 from bmbench.metric_registry import BY_NAME, FOLD_METRICS, PAPER_METRICS, PER_FOLD_METRICS, PROBABILITY_METRICS
+from bmbench.protocols import protocol_text
 from bmbench.scoring.score import score_confusions
 
 BOARD_KINDS: tuple[str, ...] = ("main", "demo")
@@ -402,14 +403,6 @@ def count_text(count: int) -> str:
     if count >= 1_000:
         return f"{count / 1e3:.1f} k"
     return str(count)
-
-
-PROTOCOL_LABELS = {"finetune": "fine-tune", "linear": "linear", "knn-1": "kNN-1", "knn-20": "kNN-20"}
-
-
-def protocol_text(protocol: str) -> str:
-    """``fine-tune``, ``linear``, ``kNN-1``, ``kNN-20`` or ``few-shot-n``."""
-    return PROTOCOL_LABELS.get(protocol, protocol.replace("fewshot-", "few-shot-"))
 
 
 def vs_leader_cell(comparison: stats.Comparison | None) -> Cell:

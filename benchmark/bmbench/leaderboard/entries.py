@@ -225,16 +225,23 @@ def entry_from_run(run_dir: Path, board: Board, *, status: str = "submitted", na
         commit = f"{commit}+dirty"
     data = list(sub.pretraining_data)
     encoder = run.encoder
+    if encoder is not None:  # a frozen-feature run: the network is the encoder; the probe sits on top of it
+        count, count_note = _frozen_parameters(run, encoder.parameters, parameters)
+        notes = _fewshot_notes(run_dir, run.protocol)
+    else:
+        count = parameters if parameters is not None else _parameters(run, sub.kind, run_dir)
+        count_note, notes = None, None
     entry = Entry(
         name=entry_name,
         status=status,
         protocol=run.protocol,
         authors=list(sub.authors),
         backbone=run.submission.backbone or (encoder.id if encoder else str(sub.encoder)),
-        init=run.submission.init or "none",
+        init=run.submission.init or ("frozen" if encoder is not None else "none"),
         pretraining_data=data,
         external_data=bool(data),
-        parameters=parameters if parameters is not None else _parameters(run, sub.kind, run_dir),
+        parameters=count,
+        parameters_note=count_note,
         recipe_digest=run.recipe_digest,
         code=Code(url=url, commit=commit),
         compute=Compute(
@@ -251,8 +258,33 @@ def entry_from_run(run_dir: Path, board: Board, *, status: str = "submitted", na
         metrics=Metrics(**{m: MeanStd(**v) if (v := score["summary"].get(m)) else None for m in ALL_METRICS}),
         predictions=None,
         encoder=Encoder(**encoder.model_dump()) if encoder else None,
+        notes=notes,
     )
     return entry, predictions
+
+
+def _frozen_parameters(run: RunRecord, encoder_parameters: int, given: int | None) -> tuple[int, str | None]:
+    """A frozen-feature entry counts its encoder (as the board's Params column says), noting the probe's own."""
+    if given is not None:
+        return given, None
+    probe = run.parameters or 0
+    if not probe:
+        return encoder_parameters, None
+    return encoder_parameters, (f"the frozen encoder's {encoder_parameters:,} parameters (not trained); the "
+                                f"{run.protocol} probe on its features fits {probe:,} more")
+
+
+def _fewshot_notes(run_dir: Path, protocol: str) -> str | None:
+    """A few-shot entry's confusions are one episode's; the note states the spread over all of them."""
+    from bmbench.records.episodes import read_episodes
+
+    if not protocol.startswith("fewshot-"):
+        return None
+    ep = read_episodes(run_dir)
+    spread = ", ".join(f"{name.replace('_', ' ')} {s.mean:.3f}" + (f" ± {s.std:.3f}" if s.std is not None else "")
+                       for name, s in ep.summary.items() if name in ("macro_f1", "accuracy", "balanced_accuracy"))
+    return (f"{ep.shots}-shot SimpleShot: the figures are those of episode {ep.selected_episode}, the median of "
+            f"{ep.episodes} seeded episodes by macro F1; over all episodes (mean ± std, episodes.json): {spread}")
 
 
 def add_run(run_dir: Path, board: Board, *, status: str = "submitted", name: str | None = None,

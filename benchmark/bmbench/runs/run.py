@@ -238,6 +238,9 @@ def run_submission(loaded: LoadedSubmission, options: RunOptions, progress: Any 
     from bmbench.runs.provenance import device_info, git_commit, package_versions
 
     sub = loaded.submission
+    if sub.kind == "frozen":
+        raise BmbenchError(f"{loaded.folder}: {sub.name} is a frozen-feature submission (protocol {sub.protocol!r}); "
+                           "it is run by `bmbench probe` (bmbench.features.probe.run_probe), not trained")
     recipe = sub.recipe
     index, split, folds, run_dir = resolve_run_target(loaded, options)
     for stale_in in (run_dir, *(_fold_dir(run_dir, f) for f in folds)):  # writers killed mid-write
