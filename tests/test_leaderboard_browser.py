@@ -347,3 +347,49 @@ def test_screenshot_of_the_board_is_not_blank(page: Watched, boards: tuple[Board
         dark = sum(grey.histogram()[:100]) / (image.width * image.height)
     assert spread > 10 and dark > 0.005  # text and tables drawn, not a blank page
     assert page.problems == []
+
+
+HOSTILE_NAME = "x<script>alert('gallery')</script><img src=x onerror=alert(2)>"
+
+
+def _gallery(tmp_path: Path) -> tuple[Path, int]:
+    """An explain gallery page rendered by bmbench from made-up examples (one right, one wrong), with a
+    hostile submission name; returns the page and the number of image panels it must show."""
+    import numpy as np
+
+    from bmbench.explain.gallery import ExplainedExample, ExplainResult, Example, render_html
+    from bmbench.records.explain import Available, ExplainedImage, ExplainRecord
+    from bmbench.records.run import DataRef, SplitRef, SubmissionRef
+
+    rng = np.random.default_rng(0)
+    examples = [Example(image_id="ABE_00001", fold=0, true="ABE", pred="ABE", p_true=0.9, p_pred=0.9),
+                Example(image_id="ABE_00002", fold=1, true="ABE", pred="BLA", p_true=0.2, p_pred=0.7)]
+    explained = [ExplainedExample(example=ex, image=rng.integers(0, 256, (40, 40, 3), dtype=np.uint8),
+                                  maps={c: rng.random((40, 40)).astype(np.float32) for c in {ex.true, ex.pred}})
+                 for ex in examples]
+    hexd = "0" * 64
+    record = ExplainRecord(
+        run_dir="runs/x/synthetic", submission=SubmissionRef(name=HOSTILE_NAME, digest=hexd, folder="subs/x"),
+        split=SplitRef(name="synthetic-cv5-v1", sha256=hexd, dataset="synthetic"),
+        data=DataRef(dataset="synthetic", synthetic=True, root="/d"), class_code="ABE", class_name="Abnormal",
+        n_requested=2, available=Available(correct=1, misclassified=1), selection="s", method="Grad-CAM",
+        target_layer="features.0", target_rule="last conv", input_size=40,
+        examples=[ExplainedImage(image_id=x.image_id, fold=x.fold, true=x.true, pred=x.pred, p_true=x.p_true,
+                                 p_pred=x.p_pred, correct=x.correct, maps_for=[x.pred]) for x in examples])
+    result = ExplainResult(out_dir=tmp_path, png=tmp_path / "gallery.png", html=tmp_path / "gallery.html",
+                           json=tmp_path / "explain.json", examples=explained, available_correct=1,
+                           available_wrong=1, target_layer="features.0", target_rule="last conv", synthetic=True,
+                           smoke=False, record=record)
+    result.html.write_text(render_html(result), encoding="utf-8")
+    return result.html, 2 + 3  # a right answer: image + its map; a wrong one: image + both classes' maps
+
+
+def test_the_explain_gallery_page_shows_every_panel_and_runs_nothing(page: Watched, tmp_path: Path) -> None:
+    path, panels = _gallery(tmp_path)
+    page.page.goto(path.as_uri())
+    page.page.wait_for_load_state("load")
+    decoded = page.page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete && i.naturalWidth > 0)")
+    assert decoded == [True] * panels  # every embedded data-URI image decodes
+    assert "SYNTHETIC DATA" in page.page.inner_text("body")
+    assert HOSTILE_NAME in page.page.title()  # shown as text, not parsed as markup
+    assert page.page.locator("script").count() == 0 and not page.problems, page.problems

@@ -12,13 +12,7 @@ from typing import Any
 import bmbench.records
 import pytest
 from bmbench.errors import BmbenchError
-from bmbench.records import (
-    checkpoint,
-    image_cache,
-    pcam_source,
-    pretrain_settings,
-    synthetic_marker,
-)
+from bmbench.records import checkpoint, pcam_source, pretrain_settings
 
 RECORDS = Path(bmbench.records.__file__).parent
 LEAF_IMPORTS = ("bmbench.errors", "bmbench.atomic", "bmbench.safe_io", "bmbench.protocols", "bmbench.classes",
@@ -49,13 +43,6 @@ def _checkpoint_meta() -> checkpoint.CheckpointMeta:
         created_at="2026-12-01T00:00:00+00:00", sha256=HEX)
 
 
-def _cache_manifest() -> image_cache.ImageCacheManifest:
-    return image_cache.ImageCacheManifest(
-        dataset="synthetic", split=image_cache.CacheSplit(name="s", sha256=HEX), rows=2, shape=(2, 250, 250, 3),
-        key=HEX, images_sha256=HEX, hash_block_rows=1024, index_sha256=HEX, checksum=HEX, fingerprint=HEX,
-        seconds=0.5, created_at="2026-12-01T00:00:00+00:00")
-
-
 Case = tuple[str, Callable[[], Any], Callable[[Path, Any], None], Callable[[Path], Any], str, object]
 CASES: list[Case] = [
     ("meta.json", _checkpoint_meta, checkpoint.write_checkpoint_meta,
@@ -65,11 +52,6 @@ CASES: list[Case] = [
      pretrain_settings.write_pretrain_settings, pretrain_settings.read_pretrain_settings, "epochs", 0),
     ("x.h5.source.json", lambda: pcam_source.PcamSource(source="/a.h5.gz", size=3, mtime_ns=1_766_000_000_123_456_789),
      pcam_source.write_pcam_source, pcam_source.read_pcam_source, "size", -1),
-    ("cache", _cache_manifest, image_cache.write_image_cache_manifest, image_cache.read_image_cache_manifest,
-     "dtype", "float32"),
-    ("marker.json", lambda: synthetic_marker.SyntheticMarker(imported_by="bmbench data import-hf", source="hf:x",
-                                                             note="n"),
-     synthetic_marker.write_synthetic_marker, synthetic_marker.read_synthetic_marker, "synthetic", False),
 ]
 
 

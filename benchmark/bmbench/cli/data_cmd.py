@@ -237,6 +237,6 @@ def cache(
     console.print(f"image cache{tag}: {built.folder}")
     console.print(f"  {len(built):,} images, {built.images.nbytes / 2**30:.2f} GiB, {note}")
     console.print(f"  checksum {built.checksum}")
-    if built.manifest.decoded_with_opencv:
-        opencv = ", ".join(built.manifest.decoded_with_opencv)
+    if built.manifest.get("decoded_with_opencv"):
+        opencv = ", ".join(built.manifest["decoded_with_opencv"])
         console.print(f"  decoded with OpenCV (Pillow refused them): {opencv}")

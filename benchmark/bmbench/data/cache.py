@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import time
@@ -41,17 +42,15 @@ from bmbench import atomic
 from bmbench.classes import CLASS_CODES
 from bmbench.data.decode import EXPECTED_SHAPE, decode_image
 from bmbench.errors import BmbenchError, RunFailure
-from bmbench.records.image_cache import (CacheSplit, ImageCacheManifest, image_cache_manifest_path,
-                                         read_image_cache_manifest, write_image_cache_manifest)
 
 CACHE_VERSION = 1
-"""Bump when the layout or the decoding changes: the key changes, old caches are ignored (the manifest's
-own format is :mod:`bmbench.records.image_cache`)."""
+"""Bump when the layout or the decoding changes: the key changes, old caches are ignored."""
 HASH_BLOCK_ROWS = 1024
 """Rows per hash block (and per decoding task) of ``images_sha256``; fixed so the digest never depends on
 the number of workers."""
 IMAGES_FILE = "images.npy"
 INDEX_FILE = "index.csv"
+MANIFEST_FILE = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -128,7 +127,7 @@ class ImageCache:
     images: np.ndarray
     image_ids: tuple[str, ...]
     labels: np.ndarray
-    manifest: ImageCacheManifest
+    manifest: dict[str, Any]
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -136,16 +135,16 @@ class ImageCache:
     @property
     def checksum(self) -> str:
         """SHA-256 binding the pixels, the index, the split hash and the data set id."""
-        return self.manifest.checksum
+        return str(self.manifest["checksum"])
 
     @property
     def dataset_id(self) -> str:
-        return self.manifest.dataset
+        return str(self.manifest["dataset"])
 
     def describe(self) -> dict[str, Any]:
         """What a result records about the cache it read."""
         return {"folder": str(self.folder), "rows": len(self), "checksum": self.checksum,
-                "dataset": self.dataset_id, "split": self.manifest.split.model_dump()}
+                "dataset": self.dataset_id, "split": self.manifest.get("split")}
 
 
 def _combine(block_digests: Sequence[str]) -> str:
@@ -331,41 +330,41 @@ def _write_cache(tmp: Path, rows: CacheRows, workers: int | None,
     images_sha = _combine(digests)
     index_sha = hashlib.sha256(index_text.encode()).hexdigest()
     by_path = {str(p): i for i, p in zip(rows.image_ids, rows.paths, strict=True)}
-    manifest = ImageCacheManifest(
-        dataset=rows.dataset_id,
-        split=CacheSplit(name=rows.split_name, sha256=rows.split_sha256),
-        rows=n,
-        shape=(n, *EXPECTED_SHAPE),
-        key=rows.key(),
-        images_sha256=images_sha,
-        hash_block_rows=HASH_BLOCK_ROWS,
-        index_sha256=index_sha,
-        checksum=_checksum(images_sha, index_sha, rows.split_sha256, rows.dataset_id),
-        fingerprint=source_print,
-        decoded_with_opencv=sorted(by_path[p] for p in opencv),
-        seconds=round(time.perf_counter() - started, 3),
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-    )
-    write_image_cache_manifest(tmp, manifest)
+    manifest = {
+        "schema_version": CACHE_VERSION,
+        "dataset": rows.dataset_id,
+        "split": {"name": rows.split_name, "sha256": rows.split_sha256},
+        "rows": n,
+        "shape": [n, *EXPECTED_SHAPE],
+        "dtype": "uint8",
+        "key": rows.key(),
+        "images_sha256": images_sha,
+        "hash_block_rows": HASH_BLOCK_ROWS,
+        "index_sha256": index_sha,
+        "checksum": _checksum(images_sha, index_sha, rows.split_sha256, rows.dataset_id),
+        "fingerprint": source_print,
+        "decoded_with_opencv": sorted(by_path[p] for p in opencv),
+        "seconds": round(time.perf_counter() - started, 3),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
 
-def read_manifest(folder: Path) -> ImageCacheManifest | None:
-    """The manifest of a cache folder, or None when it is missing or does not fit its model (a damaged
-    cache: stale, so it is rebuilt; :func:`bmbench.records.image_cache.read_image_cache_manifest` names the
-    bad key)."""
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """The manifest of a cache folder, or None when it is missing or unreadable."""
     try:
-        return read_image_cache_manifest(folder)
-    except BmbenchError:
+        return dict(json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8")))
+    except (OSError, ValueError):
         return None
 
 
 def cache_status(rows: CacheRows) -> str:
     """``missing``, ``stale`` (source files changed, or a damaged cache) or ``ok``."""
     folder = cache_folder(rows)
-    if not image_cache_manifest_path(folder).is_file():
-        return "missing"
     manifest = read_manifest(folder)
-    if manifest is None or manifest.key != rows.key() or manifest.fingerprint != fingerprint(rows.paths):
+    if manifest is None:
+        return "missing"
+    if manifest.get("key") != rows.key() or manifest.get("fingerprint") != fingerprint(rows.paths):
         return "stale"
     return "ok"
 
@@ -378,9 +377,9 @@ def open_cache(rows: CacheRows, *, check_files: bool = True) -> ImageCache | Non
     """
     folder = cache_folder(rows)
     manifest = read_manifest(folder)
-    if manifest is None or manifest.key != rows.key() or manifest.rows != len(rows):
+    if manifest is None or manifest.get("key") != rows.key() or manifest.get("rows") != len(rows):
         return None
-    if check_files and manifest.fingerprint != fingerprint(rows.paths):
+    if check_files and manifest.get("fingerprint") != fingerprint(rows.paths):
         return None
     try:
         images = np.load(folder / IMAGES_FILE, mmap_mode="r")
@@ -414,13 +413,14 @@ def verify_cache(cache: ImageCache, *, workers: int | None = None,
 
     _map_blocks(_hash_block, tasks, _workers(workers), collect)
     m = cache.manifest
-    if _combine(digests) != m.images_sha256:
+    if _combine(digests) != m.get("images_sha256"):
         problems.append(f"{cache.folder / IMAGES_FILE}: the pixels differ from those recorded (SHA-256 mismatch)")
     with contextlib.suppress(OSError):
         index_sha = hashlib.sha256((cache.folder / INDEX_FILE).read_bytes()).hexdigest()
-        if index_sha != m.index_sha256:
+        if index_sha != m.get("index_sha256"):
             problems.append(f"{cache.folder / INDEX_FILE}: differs from the one recorded (SHA-256 mismatch)")
-    expected = _checksum(m.images_sha256, m.index_sha256, m.split.sha256, m.dataset)
-    if expected != m.checksum:
-        problems.append(f"{image_cache_manifest_path(cache.folder)}: checksum does not match its own digests")
+    expected = _checksum(str(m.get("images_sha256")), str(m.get("index_sha256")),
+                         str(m.get("split", {}).get("sha256", "")), str(m.get("dataset")))
+    if expected != m.get("checksum"):
+        problems.append(f"{cache.folder / MANIFEST_FILE}: checksum does not match its own digests")
     return problems

@@ -21,6 +21,7 @@ leaves nothing that looks complete.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -33,7 +34,6 @@ from bmbench.data.layout import ABBREVIATIONS_FILE, DATA_FOLDER, SYNTHETIC_MARKE
 from bmbench.data.manifest import (ManifestRow, default_manifest_path, how_to_create_manifest,
                                    manifest_layout_counts, read_manifest)
 from bmbench.errors import BmbenchError
-from bmbench.records.synthetic_marker import SyntheticMarker, write_synthetic_marker
 
 BM_SUBFOLDER = 1000
 """The release splits a class of 1,000 or more images into sub-folders of 1,000 (``0001-1000``, ...)."""
@@ -240,8 +240,9 @@ def import_hf(source: str, out: Path, manifest: Path | None = None, *, synthetic
             (tmp / code).mkdir(exist_ok=True)
         (tmp / ABBREVIATIONS_FILE).write_text(abbreviations_csv(), encoding="utf-8", newline="")
         if synthetic:
-            write_synthetic_marker(tmp / SYNTHETIC_MARKER, SyntheticMarker(
-                imported_by="bmbench data import-hf", source=source, note=SYNTHETIC_NOTE))
+            marker = {"synthetic": True, "imported_by": "bmbench data import-hf", "source": source,
+                      "note": SYNTHETIC_NOTE}
+            (tmp / SYNTHETIC_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8", newline="")
         os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

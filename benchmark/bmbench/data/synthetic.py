@@ -23,6 +23,7 @@ byte-identical whatever the number of worker processes or the chunking.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -39,7 +40,6 @@ from bmbench.data.layout import ABBREVIATIONS_FILE, DATA_FOLDER, SYNTHETIC_MARKE
 from bmbench.datasets import SYNTHETIC, image_id
 from bmbench.errors import BmbenchError
 from bmbench.parallel import map_chunks
-from bmbench.records.synthetic_marker import SyntheticMarker, read_synthetic_marker, write_synthetic_marker
 
 SUBFOLDER_SIZE = 100
 """Images per numbered sub-folder of a big class (the real release uses 1000)."""
@@ -804,17 +804,15 @@ def _is_set_of(final: Path, seed: int, per_class: dict[str, int]) -> bool:
     builder must never replace."""
     if not (final.exists() or final.is_symlink()):
         return False
-    why = ""
     try:
-        marker = read_synthetic_marker(final / SYNTHETIC_MARKER)
-    except BmbenchError as err:  # not a set bmbench generated: name what is wrong with its marker
-        lines = err.message.splitlines()
-        marker, why = None, " (" + "; ".join(line.strip() for line in lines[:-1] or lines) + ")"
-    if (marker is not None and marker.seed == seed and marker.counts == per_class
-            and marker.generator_version == GENERATOR_VERSION):
+        marker = json.loads((final / SYNTHETIC_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        marker = None
+    if (isinstance(marker, dict) and marker.get("seed") == seed and marker.get("counts") == per_class
+            and marker.get("generator_version") == GENERATOR_VERSION):
         return True
-    raise BmbenchError(f"{final} already exists and is not the synthetic set of seed {seed}{why}; pass another "
-                       "--out or delete it")
+    raise BmbenchError(f"{final} already exists and is not the synthetic set of seed {seed}; pass another --out "
+                       "or delete it")
 
 
 def _build_locked(final: Path, seed: int, per_class: dict[str, int], workers: int | None,
@@ -839,6 +837,12 @@ def _write_set(tmp: Path, seed: int, per_class: dict[str, int], workers: int | N
         tasks += [(str(tmp), code, seed, jobs[i : i + _CHUNK]) for i in range(0, len(jobs), _CHUNK)]
     map_chunks(_write_chunk, tasks, workers=workers, progress=progress, sizes=[len(t[3]) for t in tasks])
     (tmp / ABBREVIATIONS_FILE).write_text(abbreviations_csv(), encoding="utf-8", newline="")
-    write_synthetic_marker(tmp / SYNTHETIC_MARKER, SyntheticMarker(
-        generator="bmbench.data.synthetic", generator_version=GENERATOR_VERSION, seed=seed, counts=per_class,
-        note=SYNTHETIC_NOTE))
+    marker = {
+        "synthetic": True,
+        "generator": "bmbench.data.synthetic",
+        "generator_version": GENERATOR_VERSION,
+        "seed": seed,
+        "counts": per_class,
+        "note": SYNTHETIC_NOTE,
+    }
+    (tmp / SYNTHETIC_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8", newline="")
