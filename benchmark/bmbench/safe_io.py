@@ -285,3 +285,14 @@ def check_output_path(path: str | os.PathLike[str], *, what: str, folder: bool =
     if not _writable_folder(ancestor):
         raise OutputPathError(f"{shown}: the folder {ancestor} is not writable; make it writable or pass another path")
     return target
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, streamed in 1 MiB blocks: the one hash of weights and checkpoint files."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bmbench.errors import BmbenchError
+from bmbench.safe_io import sha256_file
 from bmbench.records.features import EncoderInfo, Preprocessing
 from bmbench.submissions.schema import MODEL_FILE, LoadedSubmission
 
@@ -63,14 +64,6 @@ class Encoder:
         return EncoderInfo(id=self.spec, kind=self.kind, weights_sha256=self.weights_sha256,  # type: ignore[arg-type]
                            weights_file=self.weights_file, parameters=self.parameters, feature_dim=feature_dim,
                            fold=self.fold)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def state_dict_sha256(module: Any) -> str:

@@ -8,22 +8,11 @@ the hash of the file behind the URL; a mismatch is refused.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from bmbench.errors import BmbenchError
 from bmbench.leaderboard.schema import SHA256_RE, Weights
-
-CHUNK = 1 << 20
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
+from bmbench.safe_io import sha256_file
 
 
 def checkpoint_of(run_dir: Path, weights_file: Path | None) -> Path:
@@ -51,7 +40,7 @@ def weights_for(run_dir: Path, url: str, *, weights_file: Path | None = None, sh
     if not url.startswith(("https://", "http://")):
         raise BmbenchError(f"--weights-url {url!r}: must be an http(s) URL", exit_code=2)
     path = checkpoint_of(run_dir, weights_file)
-    digest = file_sha256(path)
+    digest = sha256_file(path)
     if sha256 is not None:
         stated = sha256.strip().lower()
         if not SHA256_RE.fullmatch(stated):

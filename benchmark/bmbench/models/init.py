@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from bmbench.errors import BmbenchError
+from bmbench.safe_io import sha256_file
 from bmbench.locks import target_lock
 from bmbench.paths import WEIGHTS_ENV
 from bmbench.models.backbones import build_backbone, head_name, imagenet_weights_name, replace_head
@@ -61,15 +61,6 @@ class CheckpointRef:
     def command(self) -> str:
         dataset, start = IN_DOMAIN[self.init]
         return f"bmbench pretrain --dataset {dataset} --backbone {self.backbone} --init {start} --data PATH"
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_in_domain_checkpoint(ref: CheckpointRef) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
