@@ -102,6 +102,18 @@ class LinearConfig(BaseModel):
         return value
 
 
+def _benchmark_values(value: tuple[int, ...], allowed: tuple[int, ...], name: str, allowed_text: str,
+                      each: str) -> tuple[int, ...]:
+    """The sorted values of a variant list (k or shots): each one of ``allowed``, none repeated."""
+    unknown = [v for v in value if v not in allowed]
+    if unknown:
+        raise ValueError(f"unknown {name} {', '.join(map(str, unknown))}; {allowed_text} "
+                         f"{', '.join(map(str, allowed))}")
+    if len(set(value)) != len(value):
+        raise ValueError(f"{each} may appear once")
+    return tuple(sorted(value))
+
+
 class KnnConfig(BaseModel):
     """k-nearest neighbours on the features: uniform votes of the k closest train + val images."""
 
@@ -113,13 +125,7 @@ class KnnConfig(BaseModel):
     @field_validator("k")
     @classmethod
     def _known_k(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        unknown = [k for k in value if k not in KNN_K]
-        if unknown:
-            raise ValueError(f"unknown k {', '.join(map(str, unknown))}; the benchmark's kNN variants are "
-                             f"k in {', '.join(map(str, KNN_K))}")
-        if len(set(value)) != len(value):
-            raise ValueError("each k may appear once")
-        return tuple(sorted(value))
+        return _benchmark_values(value, KNN_K, "k", "the benchmark's kNN variants are k in", "each k")
 
 
 class FewShotConfig(BaseModel):
@@ -134,13 +140,8 @@ class FewShotConfig(BaseModel):
     @field_validator("shots")
     @classmethod
     def _known_shots(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        unknown = [n for n in value if n not in FEWSHOT_SHOTS]
-        if unknown:
-            raise ValueError(f"unknown shots {', '.join(map(str, unknown))}; the benchmark's few-shot variants "
-                             f"are n in {', '.join(map(str, FEWSHOT_SHOTS))}")
-        if len(set(value)) != len(value):
-            raise ValueError("each shot count may appear once")
-        return tuple(sorted(value))
+        return _benchmark_values(value, FEWSHOT_SHOTS, "shots", "the benchmark's few-shot variants are n in",
+                                 "each shot count")
 
 
 class ProbeConfig(BaseModel):
