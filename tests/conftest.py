@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +72,15 @@ def write_preds(tmp_path: Path, synthetic_split: Split) -> PredsWriter:
         return path
 
     return _write
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The temporary cache from the very start: module- and session-scoped fixtures (set up before any
+    function-scoped fixture) must not build image caches in the user's cache either."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BMBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "bmbench-cache"))
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -215,3 +215,13 @@ def test_importing_baselines_loads_neither_torch_nor_sklearn() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_logreg_grid_fits_do_not_depend_on_the_worker_count() -> None:
+    """The C grid is fitted in parallel processes: the same probabilities, choice and iterations as in one."""
+    split = make_split(_ids(dict.fromkeys(CLASS_CODES, 10)))
+    x = _blob_features(split)
+    one = fit_predict_fold("features_logreg", x, split.labels, split, 1, seed=0, workers=1)
+    two = fit_predict_fold("features_logreg", x, split.labels, split, 1, seed=0, workers=2)
+    assert np.array_equal(one.probs, two.probs) and one.params == two.params
+    assert len(one.params["val_accuracy_by_C"]) == len(one.params["grid"])

@@ -315,6 +315,55 @@ def test_epochs_are_deterministic_and_storage_independent(tiny_cache) -> None:
     assert x.is_contiguous(memory_format=torch.channels_last) and torch.equal(x, first[0])
 
 
+def test_transforms_give_the_same_tensors_from_arrays_as_from_pillow(cells: np.ndarray) -> None:
+    """The plain path hands the decoded array straight to the pipeline (no Pillow round trip): same bits."""
+    from PIL import Image
+
+    from bmbench.datapaths.transforms import eval_transform, train_transform
+
+    recipe = _recipe()
+    for make in (train_transform, eval_transform):
+        tf = make(recipe)
+        for k, image in enumerate(cells[:6]):
+            torch.manual_seed(k)
+            from_pillow = tf(Image.fromarray(image))
+            torch.manual_seed(k)
+            assert torch.equal(tf(image), from_pillow)
+
+
+def test_plain_path_reads_the_cache_with_identical_pixels(tiny_cache) -> None:
+    """An up-to-date image cache only saves the plain path's decoding: every batch is bit-identical, a pickled
+    dataset (DataLoader workers under ``spawn``) carries the file name, not the pixels, and a stale cache is
+    not used."""
+    import os
+    import pickle
+
+    from bmbench.data.cache import IMAGES_FILE
+
+    split, paths, cache = tiny_cache
+    train, val = split.members(1, "train"), split.members(1, "val")
+    decoded = PlainDataPath(_recipe(), paths, split.labels, 21, seed=3, fold=1)
+    cached = make_datapath(_recipe(), paths, split, 21, device=torch.device("cpu"), seed=3, fold=1)
+    assert cached.cache is not None and cached.cache.images_file == cache.folder / IMAGES_FILE
+    assert describe_datapath(cached)["pixels"] == f"image cache {cache.folder}"
+    assert describe_datapath(decoded)["pixels"] == "decoded from the files"
+    for epoch_of in (lambda p: list(p.train_batches(train, 2)), lambda p: list(p.eval_batches(val))):
+        # one whole epoch after the other: with num_workers = 0 the augmentation draws from the global RNG
+        for a, b in zip(epoch_of(decoded), epoch_of(cached), strict=True):
+            assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    dataset = cached._dataset(val, cached._eval_tf)
+    next(iter(cached.eval_batches(val)))
+    assert len(pickle.dumps(dataset.cache)) < 1000
+    touched = paths[0]
+    stat = touched.stat()
+    os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    try:
+        stale = make_datapath(_recipe(), paths, split, 21, device=torch.device("cpu"), seed=3, fold=1)
+        assert stale.cache is None
+    finally:
+        os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
 def test_datapath_choice_and_record(tiny_image_set) -> None:
     split, paths = tiny_image_set
     cpu = torch.device("cpu")

@@ -338,3 +338,32 @@ def test_superseded_entries_are_listed_last_and_not_ranked(majority_run: Path, t
     assert [(r.name, r.rank) for r in rows] == [("new_result", 1), ("old_result", 0)]
     assert rows[0].comparison is not None and rows[0].comparison.verdict == "leader" and rows[1].comparison is None
     assert "| — | old_result |" in board.readme.read_text(encoding="utf-8")
+
+
+def test_add_runs_checks_every_run_before_writing_any(majority_run: Path, runs_base: Path, tmp_path: Path) -> None:
+    """`bmbench leaderboard add RUN RUN ...`: each run under its submission's name; one bad run, or two runs
+    that would be the same entry, add nothing."""
+    from typer.testing import CliRunner
+
+    from bmbench.cli.main import app
+    from bmbench.leaderboard.entries import add_runs
+
+    board = get_board("demo", tmp_path / "demo")
+    smoke = synthetic_run(runs_base, "baseline_majority", smoke=True)
+    with pytest.raises(BmbenchError, match="would both be entry 'baseline_majority'"):
+        add_runs([majority_run, smoke], board)
+    not_a_run = tmp_path / "empty"
+    not_a_run.mkdir()
+    with pytest.raises(BmbenchError, match="run.json"):
+        add_runs([majority_run, not_a_run], board)
+    assert not (board.root / "entries").exists() or not any((board.root / "entries").iterdir())
+    result = CliRunner().invoke(app, ["leaderboard", "add", str(majority_run), str(smoke), "--board", "demo",
+                                      "--dir", str(board.root), "--name", "x"])
+    assert result.exit_code == 2 and "--name describe(s) one run, but 2 runs were given" in result.output
+    result = CliRunner().invoke(app, ["leaderboard", "add", str(majority_run), "--board", "demo",
+                                      "--dir", str(board.root), "--predictions"])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in add_runs([majority_run], board, replace=True, with_predictions=True)] == [
+        "baseline_majority.json"]
+    build_board(board)
+    assert check_board(board) == []

@@ -149,3 +149,17 @@ def test_readme_documents_every_environment_variable() -> None:
     missing = sorted((used | set(ENVIRONMENT)) - rows)
     assert not missing, f"add these to the README's table: {missing}"
     assert not {r for r in rows if r.startswith("BMBENCH_")} - used, "the README lists variables nothing reads"
+
+
+@pytest.fixture(scope="module")
+def _cache_seen_by_a_module_fixture() -> str:
+    import os
+
+    return os.environ.get("BMBENCH_CACHE", "")
+
+
+def test_module_fixtures_already_use_the_temporary_cache(_cache_seen_by_a_module_fixture: str,
+                                                         tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Module-scoped fixtures run before function-scoped ones: they too must build caches in the test's cache
+    (a module-scoped image cache once landed in the user's ~/.cache/bmbench)."""
+    assert Path(_cache_seen_by_a_module_fixture) == tmp_path_factory.getbasetemp() / "bmbench-cache"

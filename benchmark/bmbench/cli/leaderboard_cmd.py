@@ -55,7 +55,8 @@ def _print_sections(sections) -> None:  # noqa: ANN001 - list[Section]; imported
 @app.command("add")
 @user_errors
 def add(
-    run_dir: Path = typer.Argument(..., help="A finished run: <out>/<submission>/<dataset>/ with run.json."),
+    run_dirs: list[Path] = typer.Argument(..., help="Finished runs: <out>/<submission>/<dataset>/ with run.json "
+                                          "(several: each under its submission's name, all checked first)."),
     board: str = typer.Option("main", "--board", help=BOARD_HELP),
     folder: Path | None = typer.Option(None, "--dir", help=DIR_HELP),
     status: str = typer.Option("submitted", "--status", help="submitted, reproduced (here) or superseded."),
@@ -80,16 +81,29 @@ def add(
     without a code URL; the demo board takes synthetic and smoke runs and labels them. Run
     `bmbench leaderboard build` afterwards.
     """
-    from bmbench.leaderboard.entries import add_run
+    from bmbench.errors import BmbenchError
+    from bmbench.leaderboard.entries import add_run, add_runs
     from bmbench.safe_io import check_output_path
 
     target = _board(board, folder)
     check_output_path(target.root, what="--dir" if folder is not None else "the board folder", folder=True)
-    path = add_run(run_dir, target, status=status, name=name, code_url=code_url, parameters=params,
-                   submission_dir=submission, with_predictions=predictions, replace=replace,
-                   weights_url=weights_url, weights_file=weights_file, weights_sha256=weights_sha256,
-                   weights_licence=weights_licence)
-    console.print(f"wrote {path}" + (" (and its predictions)" if predictions else ""), highlight=False)
+    if len(run_dirs) == 1:
+        paths = [add_run(run_dirs[0], target, status=status, name=name, code_url=code_url, parameters=params,
+                         submission_dir=submission, with_predictions=predictions, replace=replace,
+                         weights_url=weights_url, weights_file=weights_file, weights_sha256=weights_sha256,
+                         weights_licence=weights_licence)]
+    else:
+        single = {"--name": name, "--params": params, "--submission": submission, "--weights-url": weights_url,
+                  "--weights-file": weights_file, "--weights-sha256": weights_sha256,
+                  "--weights-licence": weights_licence}
+        given = [flag for flag, value in single.items() if value is not None]
+        if given:
+            raise BmbenchError(f"{', '.join(given)} describe(s) one run, but {len(run_dirs)} runs were given; add "
+                               "that run on its own")
+        paths = add_runs(run_dirs, target, status=status, code_url=code_url, with_predictions=predictions,
+                         replace=replace)
+    for path in paths:
+        console.print(f"wrote {path}" + (" (and its predictions)" if predictions else ""), highlight=False)
 
 
 @app.command("build")

@@ -42,7 +42,7 @@ import torch.nn.functional as F  # noqa: N812 - the usual name
 from bmbench.data.cache import ImageCache
 from bmbench.data.decode import EXPECTED_SHAPE
 from bmbench.errors import BmbenchError, RunFailure
-from bmbench.datapaths.plain import Batch, PlainDataPath
+from bmbench.datapaths.plain import Batch, CachedPixels, PlainDataPath
 from bmbench.datapaths.sampling import ProcessPlace, ShardSampler, class_balanced_weights, epoch_draws, epoch_seed, per_process_batch
 from bmbench.recipe_defaults import channel_stats
 
@@ -538,13 +538,14 @@ def make_datapath(recipe: Recipe, paths: Sequence[Path], split: Any, num_classes
     """The data path the recipe asks for on ``device``; the GPU path builds the image cache on first use.
 
     With ``data_path = "auto"`` a cache that cannot be built (e.g. no disk space) falls back to the plain
-    path with a note; with ``"gpu"`` it is an error.
+    path with a note; with ``"gpu"`` it is an error. The plain path reads the pixels from an up-to-date cache
+    when one exists (identical pixels, no decoding; it never builds one: ``bmbench data cache`` does).
     """
-    from bmbench.data.cache import cache_status, ensure_cache, rows_for_split
+    from bmbench.data.cache import IMAGES_FILE, cache_status, ensure_cache, open_cache, rows_for_split
 
     choice = resolve_data_path(recipe.data_path, device)
+    rows = rows_for_split(split, paths)
     if choice == "gpu":
-        rows = rows_for_split(split, paths)
         try:
             if cache_status(rows) != "ok":
                 _note(f"decoding {len(rows):,} images once into the image cache (`bmbench data cache` does this "
@@ -557,13 +558,17 @@ def make_datapath(recipe: Recipe, paths: Sequence[Path], split: Any, num_classes
         else:
             return GpuDataPath(recipe, cache, num_classes, seed=seed, fold=fold, device=device, dist=dist,
                                channels_last=channels_last)
+    found = open_cache(rows)
     return PlainDataPath(recipe, paths, split.labels, num_classes, seed=seed, fold=fold,
-                         pin_memory=device.type == "cuda", dist=dist)
+                         pin_memory=device.type == "cuda", dist=dist,
+                         cache=CachedPixels(found.folder / IMAGES_FILE) if found is not None else None)
 
 
 def describe_datapath(datapath: Any) -> dict[str, Any]:
-    """``{"name": "plain" | "gpu", ...}`` for fold.json."""
+    """``{"name": "plain" | "gpu", ...}`` for fold.json (the plain path also says where its pixels came from)."""
     if isinstance(datapath, GpuDataPath):
         return datapath.describe()
-    return {"name": getattr(datapath, "name", "plain"), "workers": getattr(datapath, "workers", None)}
+    cache = getattr(datapath, "cache", None)
+    return {"name": getattr(datapath, "name", "plain"), "workers": getattr(datapath, "workers", None),
+            "pixels": f"image cache {cache.images_file.parent}" if cache is not None else "decoded from the files"}
 

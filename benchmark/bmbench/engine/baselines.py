@@ -337,11 +337,13 @@ def fit_predict_fold(
     fold: int,
     *,
     seed: int = 0,
+    workers: int | None = None,
 ) -> FoldPrediction:
     """Fit baseline ``name`` on the train part of ``fold``, select on its val part, predict its test part.
 
     ``features`` is ``(n split rows, d)`` aligned with ``split.image_ids`` (ignored, may be None, for
-    ``majority``); ``labels`` are the rows' class indices (``split.labels``). Raises :class:`BmbenchError`
+    ``majority``); ``labels`` are the rows' class indices (``split.labels``); ``workers`` processes fit the
+    grid of ``C`` (default: all CPUs; the result does not depend on it). Raises :class:`BmbenchError`
     for an unknown baseline, a bad fold, misaligned inputs or an empty training part.
     """
     y = _check_inputs(name, labels, split, fold)
@@ -350,7 +352,7 @@ def fit_predict_fold(
         raise BmbenchError(f"fold {fold} of split {split.name} has no training images")
     if name == "majority":
         return _majority(y, fold, train, val, test)
-    return _features_logreg(features, y, fold, train, val, test, seed)
+    return _features_logreg(features, y, fold, train, val, test, seed, workers)
 
 
 def _majority(
@@ -380,6 +382,7 @@ def _features_logreg(
     val: npt.NDArray[np.int64],
     test: npt.NDArray[np.int64],
     seed: int,
+    workers: int | None,
 ) -> FoldPrediction:
     if features is None:
         raise BmbenchError("features_logreg needs a feature matrix (see extract_features)")
@@ -411,8 +414,10 @@ def _features_logreg(
 
     best: tuple[float, float, Any, bool] | None = None  # (val accuracy, C, model, converged)
     val_acc: list[float] = []
-    for c in C_GRID if val.size else (1.0,):  # without a validation part nothing can be selected: C = 1
-        model, converged = _fit_logreg(z[train], y[train], c, seed)
+    grid = C_GRID if val.size else (1.0,)  # without a validation part nothing can be selected: C = 1
+    # The grid's fits are independent and single-threaded (same bits in any process): one per CPU.
+    fits = map_chunks(_fit_task, [(z[train], y[train], c, seed) for c in grid], workers=workers)
+    for c, (model, converged) in zip(grid, fits, strict=True):
         acc = _accuracy(y[val], np.argmax(full_probs(model, val), axis=1))
         val_acc.append(acc)
         if best is None or acc > best[0]:  # ties keep the smaller C
@@ -427,6 +432,11 @@ def _features_logreg(
         params={**base, "C": c, "val_accuracy_by_C": val_acc, "converged": converged,
                 "n_iter": int(np.max(model.n_iter_))},
     )
+
+
+def _fit_task(task: tuple[F64, npt.NDArray[np.int64], float, int]) -> tuple[Any, bool]:
+    """:func:`_fit_logreg` of one grid point; runs in a worker process."""
+    return _fit_logreg(*task)
 
 
 def _fit_logreg(x: F64, y: npt.NDArray[np.int64], c: float, seed: int) -> tuple[Any, bool]:

@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -287,16 +288,20 @@ def _fewshot_notes(run_dir: Path, protocol: str) -> str | None:
             f"{ep.episodes} seeded episodes by macro F1; over all episodes (mean ± std, episodes.json): {spread}")
 
 
-def add_run(run_dir: Path, board: Board, *, status: str = "submitted", name: str | None = None,
-            code_url: str | None = None, parameters: int | None = None, submission_dir: Path | None = None,
-            with_predictions: bool = False, replace: bool = False, weights_url: str | None = None,
-            weights_file: Path | None = None, weights_sha256: str | None = None,
-            weights_licence: str | None = None) -> Path:
-    """Make an entry from a finished run and write it (and optionally its gzipped predictions) atomically.
+@dataclass(frozen=True)
+class _PreparedEntry:
+    """An entry checked and ready to write, with the predictions file it may store."""
 
-    Probability metrics stay on the entry only with its stored predictions (``check`` recomputes them from
-    that file); ``weights_url`` adds ``weights`` hashed from the run's checkpoint (:mod:`.weights`).
-    """
+    entry: Entry
+    predictions: Path
+    with_predictions: bool
+
+
+def _prepare_run_entry(run_dir: Path, board: Board, *, status: str, name: str | None, code_url: str | None,
+                       parameters: int | None, submission_dir: Path | None, with_predictions: bool, replace: bool,
+                       weights_url: str | None, weights_file: Path | None, weights_sha256: str | None,
+                       weights_licence: str | None) -> _PreparedEntry:
+    """Everything :func:`add_run` checks, before anything is written."""
     entry, predictions = entry_from_run(run_dir, board, status=status, name=name, code_url=code_url,
                                         parameters=parameters, submission_dir=submission_dir)
     without_probabilities = entry.model_copy(update={"metrics": entry.metrics.model_copy(
@@ -315,17 +320,55 @@ def add_run(run_dir: Path, board: Board, *, status: str = "submitted", name: str
 
     problems = check_entry(board, without_probabilities, rescore=False)  # the stored file is not written yet
     if problems:
-        raise BmbenchError("the entry would not pass `bmbench leaderboard check`:\n"
+        raise BmbenchError(f"{run_dir}: the entry would not pass `bmbench leaderboard check`:\n"
                            + "\n".join(f"  {p}" for p in problems))
+    return _PreparedEntry(entry, predictions, with_predictions)
+
+
+def _write_prepared(board: Board, prepared: _PreparedEntry) -> Path:
+    entry = prepared.entry
     gz_path = board.root / predictions_relpath(entry.name)
-    if with_predictions:
-        data = predictions.read_bytes()
+    if prepared.with_predictions:
+        data = prepared.predictions.read_bytes()
         rows = sum(sum(map(sum, f.confusion)) for f in entry.results.folds) \
             if isinstance(entry.results, ConfusionResults) else 0
         entry = entry.model_copy(update={"predictions": PredictionsRef(
             file=predictions_relpath(entry.name), sha256=hashlib.sha256(data).hexdigest(), rows=rows)})
         atomic.write_bytes(gz_path, gzip.compress(data, compresslevel=9, mtime=0))
     path = write_entry(board, entry)
-    if not with_predictions and gz_path.exists():
+    if not prepared.with_predictions and gz_path.exists():
         gz_path.unlink()  # a replaced entry's old predictions would no longer belong to anything
     return path
+
+
+def add_run(run_dir: Path, board: Board, *, status: str = "submitted", name: str | None = None,
+            code_url: str | None = None, parameters: int | None = None, submission_dir: Path | None = None,
+            with_predictions: bool = False, replace: bool = False, weights_url: str | None = None,
+            weights_file: Path | None = None, weights_sha256: str | None = None,
+            weights_licence: str | None = None) -> Path:
+    """Make an entry from a finished run and write it (and optionally its gzipped predictions) atomically.
+
+    Probability metrics stay on the entry only with its stored predictions (``check`` recomputes them from
+    that file); ``weights_url`` adds ``weights`` hashed from the run's checkpoint (:mod:`.weights`).
+    """
+    return _write_prepared(board, _prepare_run_entry(
+        run_dir, board, status=status, name=name, code_url=code_url, parameters=parameters,
+        submission_dir=submission_dir, with_predictions=with_predictions, replace=replace, weights_url=weights_url,
+        weights_file=weights_file, weights_sha256=weights_sha256, weights_licence=weights_licence))
+
+
+def add_runs(run_dirs: Sequence[Path], board: Board, *, status: str = "submitted", code_url: str | None = None,
+             with_predictions: bool = False, replace: bool = False) -> list[Path]:
+    """:func:`add_run` for several runs, each under its submission's name: every run is checked before any
+    entry is written, so one bad run adds nothing (``bmbench leaderboard add RUN...``)."""
+    prepared = [_prepare_run_entry(Path(r), board, status=status, name=None, code_url=code_url, parameters=None,
+                                   submission_dir=None, with_predictions=with_predictions, replace=replace,
+                                   weights_url=None, weights_file=None, weights_sha256=None, weights_licence=None)
+                for r in run_dirs]
+    names: dict[str, Path] = {}
+    for run_dir, item in zip(run_dirs, prepared, strict=True):
+        if item.entry.name in names:
+            raise BmbenchError(f"{names[item.entry.name]} and {run_dir} would both be entry {item.entry.name!r}; "
+                               "add one of them with its own --name")
+        names[item.entry.name] = Path(run_dir)
+    return [_write_prepared(board, item) for item in prepared]
