@@ -189,3 +189,36 @@ def test_reference_submissions_get_the_fast_path_on_cuda() -> None:
         assert settings.channels_last == ("regnet" not in str(sub.backbone)), folder.name
         checked += 1
     assert checked >= 20
+
+
+def test_cpu_threads_leave_the_loader_workers_their_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CPU the training process takes the cores its DataLoader workers leave (at least one), 1/N of them
+    under --concurrent-folds N, and nothing when the user set OMP_NUM_THREADS; the count is restored after."""
+    from bmbench.engine import fastpath
+
+    monkeypatch.setattr("bmbench.parallel.available_cpus", lambda: 8)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv(gpu.CONCURRENT_ENV, raising=False)
+    before = torch.get_num_threads()
+    with fastpath.cpu_threads(2) as threads:
+        assert threads == 6 and torch.get_num_threads() == 6
+    assert torch.get_num_threads() == before
+    with fastpath.cpu_threads(10) as threads:
+        assert threads == 1
+    monkeypatch.setenv(gpu.CONCURRENT_ENV, "2")
+    with fastpath.cpu_threads(2) as threads:
+        assert threads == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    with fastpath.cpu_threads(2) as threads:
+        assert threads is None and torch.get_num_threads() == before
+
+
+def test_a_cpu_fold_records_its_threads(tmp_path: Path, quick_demo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bmbench.runs.run import RunOptions, run_submission
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("bmbench.parallel.available_cpus", lambda: 3)
+    result = run_submission(load_submission(quick_demo), RunOptions(data="synthetic", folds=(0,), epochs=1,
+                                                                    max_steps=1, out=tmp_path, device="cpu"))
+    fold = json.loads((result.run_dir / "fold0" / "fold.json").read_text())
+    assert fold["cpu_threads"] == 3  # quick_demo loads in the main process (num_workers = 0)

@@ -19,9 +19,10 @@ Nothing here imports pydantic; the recipe is read by attribute.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -106,6 +107,36 @@ def prepare_device(settings: LoopSettings) -> None:
     """Process-wide switches of the settings (cuDNN autotuning)."""
     if settings.cudnn_benchmark:
         torch.backends.cudnn.benchmark = True
+
+
+@contextlib.contextmanager
+def cpu_threads(loader_workers: int) -> Iterator[int | None]:
+    """On a CPU, give the training process the cores its DataLoader workers leave free (restored on exit);
+    yields the count set.
+
+    Why: torch's default uses every core for its own OpenMP pool, so on a small machine the pool and the
+    workers oversubscribe the cores and every operator waits at its barrier for a descheduled thread (on the
+    2-core development machine `demo_cnn` used 2.5x the CPU time per epoch with 2 threads + 2 workers as with
+    1 + 2: docs/performance.md, "make demo"). Under ``bmbench run --concurrent-folds N`` each fold has 1/N of
+    the CPUs. ``OMP_NUM_THREADS`` set by the user wins (yields None, nothing changed). The count changes float
+    rounding, not the recipe; the fold's record states it.
+    """
+    import os
+
+    from bmbench.datapaths.gpu import CONCURRENT_ENV
+    from bmbench.parallel import available_cpus
+
+    if os.environ.get("OMP_NUM_THREADS"):
+        yield None
+        return
+    concurrent = max(1, int(os.environ.get(CONCURRENT_ENV, "1") or 1))
+    threads = max(1, available_cpus() // concurrent - max(0, loader_workers))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(before)
 
 
 def _note(message: str) -> None:

@@ -33,6 +33,8 @@ class FoldRecord(BaseModel):
     parameters: int | None = Field(None, ge=0, description="Trainable parameters of the fold's model (None: baseline).")
     init: dict[str, Any] = Field(default_factory=dict, description="What initialised the model (provenance).")
     finished_at: str | None = None
+    cpu_threads: int | None = Field(None, ge=1, description="torch intra-op threads bmbench set on a CPU (None: "
+                                    "left to torch / OMP_NUM_THREADS, or a GPU run).")
 
     @property
     def smoke_pretraining(self) -> bool:

@@ -13,6 +13,7 @@ Each fold is an independent job: ``--folds 3`` on one machine and ``--folds 4`` 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -204,6 +205,18 @@ def _run_torch_fold(loaded: LoadedSubmission, recipe: Recipe, split: Split, path
             "processes": dist.world_size if dist is not None else 1, "data_path": describe_datapath(datapath)}
 
 
+def _fold_threads(recipe: Recipe, device: Any) -> contextlib.AbstractContextManager[int | None]:
+    """On a CPU, the cores the plain path's DataLoader workers leave free (:func:`engine.fastpath.cpu_threads`)."""
+    if device.type != "cpu":
+        return contextlib.nullcontext()
+    from bmbench.datapaths.gpu import resolve_data_path
+    from bmbench.datapaths.plain import resolve_workers
+    from bmbench.engine.fastpath import cpu_threads
+
+    plain = resolve_data_path(recipe.data_path, device) == "plain"
+    return cpu_threads(resolve_workers(recipe) if plain else 0)
+
+
 def _run_baseline_fold(loaded: LoadedSubmission, split: Split, paths: list[Path], fold: int, options: RunOptions,
                        fold_dir: Path, features: Callable[[], np.ndarray | None]) -> dict[str, Any]:
     from bmbench.engine.baselines import fit_predict_fold
@@ -277,8 +290,10 @@ def run_submission(loaded: LoadedSubmission, options: RunOptions, progress: Any 
             if sub.kind == "baseline":
                 record = _run_baseline_fold(loaded, split, paths, fold, options, fold_dir, features)
             else:
-                record = _run_torch_fold(loaded, recipe, split, paths, fold, options, device, fold_dir, progress,
-                                         dist)
+                with _fold_threads(recipe, device) as threads:
+                    record = _run_torch_fold(loaded, recipe, split, paths, fold, options, device, fold_dir,
+                                             progress, dist)
+                record["cpu_threads"] = threads
         devices = (dist.world_size if dist else 1) if device is not None and device.type == "cuda" else 0
         done = FoldRecord.model_validate({"fold": fold, **record, "device_hours": record["seconds"] / 3600 * devices,
                                           "finished_at": datetime.now(UTC).isoformat(timespec="seconds")})
