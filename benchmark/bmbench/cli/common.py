@@ -2,7 +2,8 @@
 ``--folds 0,3`` conventions that every command shares (one way to do each thing).
 
 :func:`user_errors` wraps every command: a :class:`BmbenchError` prints its message (exit 2 for invalid
-input, 1 for a :class:`~bmbench.errors.RunFailure`), Ctrl-C exits 130 with one line, and any other
+input, 1 for a :class:`~bmbench.errors.RunFailure`), Ctrl-C exits 130 with one line, a planned stop
+(:class:`~bmbench.errors.StopRequested`) prints ``stopped: ...`` and exits 130, and any other
 exception is one line "bmbench crashed: ..." with exit 1. ``--debug`` or ``BMBENCH_DEBUG=1`` adds the
 traceback for bug reports.
 """
@@ -22,7 +23,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from bmbench.errors import EXIT_INTERRUPTED, EXIT_RUN_FAILED, BmbenchError
+from bmbench.errors import EXIT_INTERRUPTED, EXIT_RUN_FAILED, BmbenchError, StopRequested
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,6 +60,9 @@ def user_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except StopRequested as stop:  # planned (SIGUSR1 at an epoch boundary): not an error
+            err_console.print(f"stopped: {stop.message}", highlight=False, markup=False, soft_wrap=True)
+            raise typer.Exit(stop.exit_code) from None
         except BmbenchError as err:
             if debug_enabled():
                 _traceback()
