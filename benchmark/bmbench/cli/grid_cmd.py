@@ -47,7 +47,8 @@ def grid(
     cpus: int = typer.Option(16, "--cpus-per-task", min=1, help="SLURM CPUs per task."),
     mem: str = typer.Option("64G", "--mem", help="SLURM memory per task."),
     setup: str = typer.Option("", "--setup", help="SLURM: shell lines run before bmbench (module load, "
-                              "source .venv/bin/activate)."),
+                              "source .venv/bin/activate). The job runs the bmbench they put on PATH, else "
+                              "this command's Python (-m bmbench)."),
     sbatch_option: list[str] = typer.Option([], "--sbatch-option", help="SLURM: an extra #SBATCH option, e.g. "
                                             "--account=proj (repeat for more)."),
     gpus: int | None = typer.Option(None, "--gpus", min=0, help="SLURM: GPUs per task (--gres=gpu:N; default 1 "
