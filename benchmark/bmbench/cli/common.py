@@ -160,8 +160,20 @@ def deprecated_fold_option() -> Any:
     return typer.Option(None, "--fold", min=0, hidden=True, help="Deprecated alias of --folds K.")
 
 
-def parse_folds(folds: str | None, deprecated_fold: int | None = None) -> tuple[int, ...] | None:
-    """``--folds 0,3`` as a sorted tuple (None when not given); ``--fold K`` (deprecated) as ``(K,)``."""
+def parse_folds(folds: str | None, deprecated_fold: int | None = None, *, split: Any = None) -> tuple[int, ...] | None:
+    """``--folds 0,3`` as a sorted tuple (None when not given); ``--fold K`` (deprecated) as ``(K,)``.
+
+    With ``split`` (a split or its spec) every fold is checked against it here, before a command does any
+    work (:func:`bmbench.splits.store.check_folds`: exit 2 naming the fold and the range)."""
+    parsed = _parse_folds(folds, deprecated_fold)
+    if parsed is not None and split is not None:
+        from bmbench.splits.store import check_folds
+
+        check_folds(parsed, split)
+    return parsed
+
+
+def _parse_folds(folds: str | None, deprecated_fold: int | None) -> tuple[int, ...] | None:
     from bmbench.errors import BmbenchError
 
     if deprecated_fold is not None:

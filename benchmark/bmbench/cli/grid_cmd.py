@@ -77,11 +77,8 @@ def grid(
     out = out or runs_dir()
     chosen = select_submissions(submissions)
     dataset, note = _dataset_id(data, required=not (dry_run or slurm is not None))
-    n_folds = split_for_dataset(dataset).folds
-    fold_list = parse_folds(folds) or tuple(range(n_folds))
-    bad = [f for f in fold_list if not 0 <= f < n_folds]
-    if bad:
-        raise BmbenchError(f"--folds must be between 0 and {n_folds - 1}; got {', '.join(map(str, bad))}")
+    spec = split_for_dataset(dataset)
+    fold_list = parse_folds(folds, split=spec) or tuple(range(spec.folds))
     if note:
         err_console.print(f"[yellow]note:[/] {note}")
 
