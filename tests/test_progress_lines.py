@@ -12,7 +12,6 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from bmbench.cli import progress_lines
 from bmbench.cli.main import app
 from bmbench.cli.progress_lines import EpochBoundaryStop, PlainLoopProgress, StopAtEpochBoundary
 from bmbench.errors import EXIT_INTERRUPTED, StopRequested
