@@ -279,3 +279,26 @@ def test_cli_embed(offline: Path, image_cache: Path) -> None:
     result = runner.invoke(app, ["embed", str(finetune), "--data", "synthetic", "--device", "cpu"])
     assert result.exit_code == 2 and "no encoder" in result.output
 
+
+def test_bench_embed_json_is_the_typed_record(offline: Path, image_cache: Path) -> None:
+    """`bench --embed --json`: one EmbedBench document (records.embed_bench) that reads back; damage exits 2."""
+    from bmbench.cli.main import app
+    from bmbench.records.embed_bench import read_embed_bench
+
+    folder = make_submission(offline / "subs", "pool", "model.py", model_py=POOL_ENCODER)
+    out = offline / "bench.json"
+    result = CliRunner().invoke(app, ["bench", "--embed", str(folder), "--data", "synthetic", "--device", "cpu",
+                                      "--batch", "512", "--steps", "1", "--warmup", "0", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "embed / forward = " in result.output and f"wrote {out}" in result.output
+    doc = read_embed_bench(out)
+    assert doc.schema_version == 1 and doc.kind == "embed" and doc.submission == "pool"
+    assert doc.encoder.kind == "model.py" and doc.embed.dim == 8 and doc.data.rows == 3118 and doc.data.synthetic
+    assert doc.forward.input == [512, 3, 16, 16] and doc.ratio == round(
+        doc.embed.images_per_second / doc.forward.images_per_second, 3)
+    raw = json.loads(out.read_text())
+    for key, value in (("ratio", -1), ("forward", {**raw["forward"], "steps": 0}), ("extra", 1)):
+        out.write_text(json.dumps({**raw, key: value}))
+        with pytest.raises(BmbenchError) as err:
+            read_embed_bench(out)
+        assert err.value.exit_code == 2 and str(out) in err.value.message and key in err.value.message
