@@ -34,12 +34,13 @@ def lr_find(
     from bmbench.data.source import resolve_data
     from bmbench.paths import runs_dir
     from bmbench.runs.lrfind import LrFindOptions
-    from bmbench.splits.store import split_for_dataset
+    from bmbench.splits.store import check_folds, split_for_dataset
     from bmbench.submissions.registry import resolve_submission
 
+    requested = parse_folds(folds, fold) or (0,)  # usage errors first, before the data is looked at
     loaded = resolve_submission(submission)
     index = scan_data(resolve_data(data))  # once: every fold is checked against the split before fold 0 runs
-    chosen = parse_folds(folds, fold, split=split_for_dataset(index.dataset.id)) or (0,)
+    chosen = check_folds(requested, split_for_dataset(index.dataset.id))
     for k in chosen:
         options = LrFindOptions(fold=k, data=data, out=out or runs_dir(), device=device, seed=seed, force=force)
         _one_fold(loaded, options, index)
