@@ -14,6 +14,7 @@ from bmbench.splits.algorithm import ROLES, derive_split
 from bmbench.splits.store import Split, SplitSpec, load_split
 
 PredsWriter = Callable[..., Path]
+pytest_plugins = ["feature_fixtures"]  # the frozen-feature fixtures (image_cache) of the embed and probe tests
 
 
 @pytest.fixture(scope="session")

@@ -213,6 +213,46 @@ def test_the_fold_alias_still_works_with_a_warning(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "give --folds only" in result.output
 
 
+def _no_work(*args: object, **kwargs: object) -> None:
+    raise AssertionError("work started before every --folds value was checked")
+
+
+LATE_WORK = {  # command -> the functions doing its first piece of work once the folds are accepted
+    "run": ["bmbench.runs.run._run_torch_fold", "bmbench.runs.run._run_baseline_fold"],
+    "lr-find": ["bmbench.runs.lrfind.run_lr_find"],
+    "probe": ["bmbench.features.embed.embed"],
+    "embed": ["bmbench.features.embed.load_encoder", "bmbench.features.embed.run_folds"],
+    "grid": ["bmbench.runs.grid.grid_tasks"],
+}
+FOLDS_ARGS = {
+    "run": ["run", "demo_cnn", "--data", "synthetic", "--device", "cpu", "--out", "OUT"],
+    "lr-find": ["lr-find", "demo_cnn", "--data", "synthetic", "--device", "cpu", "--out", "OUT"],
+    "probe": ["probe", "demo_cnn_probe", "--data", "synthetic", "--device", "cpu", "--out", "OUT"],
+    "embed": ["embed", "demo_cnn_probe", "--data", "synthetic", "--device", "cpu", "--out", "OUT"],
+    "grid": ["grid", "--submissions", "demo_cnn", "--data", "synthetic", "--dry-run", "--out", "OUT"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(FOLDS_ARGS))
+def test_every_requested_fold_is_checked_against_the_split_before_any_work(
+        command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--folds 0,9` on a 5-fold split: exit 2 naming fold 9 and the range, and fold 0 is not run first."""
+    for target in LATE_WORK[command]:
+        monkeypatch.setattr(target, _no_work)
+    out = tmp_path / "out"
+    result = runner.invoke(app, [a.replace("OUT", str(out)) for a in FOLDS_ARGS[command]] + ["--folds", "0,9"])
+    assert result.exit_code == 2, result.output
+    assert "--folds must be between 0 and 4 (split synthetic-cv5-v1 has 5 folds); got 9" in result.output
+    assert "Traceback" not in result.output and not out.exists()
+
+
+def test_embed_refuses_folds_for_an_encoder_shared_by_all_folds(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["embed", "probe_dinobloom_s", "--data", "synthetic", "--folds", "0",
+                                 "--out", str(tmp_path / "store")])
+    assert result.exit_code == 2 and "one network for every fold" in result.output, result.output
+    assert not (tmp_path / "store").exists()
+
+
 # --- bmbench score: the run's split, missing folds ------------------------------------------------------------
 
 

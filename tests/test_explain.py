@@ -198,6 +198,9 @@ def test_cli_explain_and_its_refusals(tiny_run: Path, tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "--class must be one of" in bad.output
     bad = runner.invoke(app, ["explain", str(tiny_run), "--class", code, "--folds", "3"])
     assert bad.exit_code == 2 and "fold 3 is not in this run" in bad.output
+    bad = runner.invoke(app, ["explain", str(tiny_run), "--class", code, "--folds", "0,9"])  # not in the split
+    assert bad.exit_code == 2 and "--folds must be between 0 and 4 (split synthetic-cv5-v1 has 5 folds); got 9" \
+        in bad.output
     bad = runner.invoke(app, ["explain", str(tmp_path), "--class", code])
     assert bad.exit_code == 2 and "run.json is missing" in bad.output
 

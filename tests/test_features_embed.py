@@ -6,9 +6,7 @@ Everything runs on the CPU on the synthetic data with tiny encoders at 16-32 px,
 
 from __future__ import annotations
 
-import hashlib
 import json
-import textwrap
 import time
 from pathlib import Path
 
@@ -24,83 +22,25 @@ from bmbench.features.encoders import load_encoder, sha256_file
 from bmbench.features.store import FEATURES_FILE, MANIFEST_FILE, PROGRESS_FILE, fold_store, open_store
 from bmbench.splits.store import load_split
 from bmbench.submissions.schema import load_submission
-
-POOL_ENCODER = """
-import torch
-from torch import nn
-
-def build_encoder():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-"""
-
+from feature_fixtures import (BAD_ENCODER, POOL_ENCODER, fake_hub_repo, frozen_submission, offline_caches,
+                              safetensors_bytes, tiny_ft_submission, torchvision_weights)
 
 def make_submission(root: Path, name: str, encoder: str, *, model_py: str | None = None,
                     preprocess: str = 'size = 16\ninterpolation = "nearest"', extra: str = "") -> Path:
-    folder = root / name
-    folder.mkdir(parents=True)
-    (folder / "submission.toml").write_text(textwrap.dedent(f"""\
-        name = "{name}"
-        authors = ["bmbench tests"]
-        description = "a tiny frozen-feature encoder for tests"
-        protocol = "linear"
-        encoder = "{encoder}"
-        {extra}
-        [preprocess]
-        """) + preprocess + "\n", encoding="utf-8")
-    if model_py is not None:
-        (folder / "model.py").write_text(model_py, encoding="utf-8")
-    return folder
-
-
-def fake_hub_repo(hf_home: Path, repo: str, files: dict[str, bytes]) -> Path:
-    """A Hugging Face cache entry exactly as ``huggingface_hub`` lays it out (refs/main -> snapshots/<rev>/)."""
-    revision = hashlib.sha1(repo.encode()).hexdigest()
-    base = hf_home / "hub" / f"models--{repo.replace('/', '--')}"
-    (base / "refs").mkdir(parents=True)
-    (base / "refs" / "main").write_text(revision)
-    snapshot = base / "snapshots" / revision
-    snapshot.mkdir(parents=True)
-    for name, data in files.items():
-        (snapshot / name).write_bytes(data)
-    return snapshot
-
-
-def safetensors_bytes(module: torch.nn.Module, tmp: Path) -> bytes:
-    from safetensors.torch import save_file
-
-    path = tmp / "w.safetensors"
-    save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(path))
-    return path.read_bytes()
+    """A ``protocol = "linear"`` submission with a ``[preprocess]`` table (16 px, nearest, unless told)."""
+    return frozen_submission(root, name, encoder, preprocess=preprocess, model_py=model_py, extra=extra)
 
 
 @pytest.fixture
 def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No network, and empty Hugging Face / torch caches under tmp_path."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("BMBENCH_FEATURES", str(tmp_path / "features"))
-    monkeypatch.setenv("BMBENCH_CACHE", str(tmp_path / "cache"))  # no image cache another test built
-    return tmp_path
+    """No network, empty Hugging Face / torch caches, and no image cache another test built."""
+    monkeypatch.setenv("BMBENCH_CACHE", str(tmp_path / "cache"))
+    return offline_caches(monkeypatch, tmp_path)
 
 
 @pytest.fixture(scope="module")
 def split_ids() -> list[str]:
     return [str(i) for i in load_split("synthetic-cv5-v1").image_ids]
-
-
-@pytest.fixture(scope="module")
-def image_cache() -> Path:
-    """The synthetic split's uint8 image cache (``bmbench data cache``): later embeds read it, not the JPEGs."""
-    from bmbench.data.cache import ensure_cache, rows_for_split
-    from bmbench.data.layout import scan_data
-    from bmbench.data.source import resolve_data
-
-    split = load_split("synthetic-cv5-v1")
-    index = scan_data(resolve_data("synthetic"))
-    return ensure_cache(rows_for_split(split, index.paths_for(split.image_ids, split.name))).folder
 
 
 def test_model_py_store_roundtrip_and_reuse(offline: Path, split_ids: list[str]) -> None:
@@ -195,21 +135,7 @@ def test_store_of_another_encoder_or_preprocessing_is_refused(offline: Path, ima
     ("return nn.Sequential(nn.Flatten(), nn.LazyLinear(4))", "lazy module"),
 ])
 def test_bad_encoder_output_is_refused_and_nothing_kept(offline: Path, body: str, message: str) -> None:
-    code = textwrap.dedent(f"""
-        import torch
-        from torch import nn
-
-        class Nan(nn.Module):
-            def forward(self, x):
-                return x * float("nan")
-
-        class Huge(nn.Module):
-            def forward(self, x):
-                return x * 0 + 1e6
-
-        def build_encoder():
-            {body}
-        """)
+    code = BAD_ENCODER.format(body=body)
     loaded = load_submission(make_submission(offline / "subs", "bad", "model.py", model_py=code,
                                              preprocess="size = 8"))
     out = offline / "store"
@@ -277,10 +203,9 @@ def test_timm_hub_name_embeds_from_the_hub_cache(offline: Path, split_ids: list[
 def test_torchvision_weights_from_the_torch_cache(offline: Path) -> None:
     import torchvision
 
+    cached = torchvision_weights(offline / "torch")
     source = torchvision.models.mobilenet_v3_small(weights=None)
-    cached = offline / "torch" / "hub" / "checkpoints" / "mobilenet_v3_small-047dcff4.pth"
-    cached.parent.mkdir(parents=True)
-    torch.save(source.state_dict(), cached)
+    source.load_state_dict(torch.load(cached))
     loaded = load_submission(make_submission(offline / "subs", "v", "torchvision:mobilenet_v3_small", preprocess=""))
     enc = load_encoder(loaded)
     assert enc.weights_sha256 == sha256_file(cached) and enc.kind == "torchvision"
@@ -297,26 +222,7 @@ def test_run_encoder_has_one_store_per_fold(offline: Path, split_ids: list[str],
     from bmbench.engine.checkpoint import save_checkpoint
     from bmbench.models.backbones import build_backbone
 
-    ft_folder = offline / "subs" / "tiny_ft"
-    ft_folder.mkdir(parents=True)
-    (ft_folder / "submission.toml").write_text(textwrap.dedent("""\
-        name = "tiny_ft"
-        authors = ["bmbench tests"]
-        description = "a tiny fine-tuned network"
-        backbone = "model.py"
-        init = "random"
-        [recipe]
-        eval_size = 16
-        [recipe.augmentation]
-        crop_size = 16
-        """), encoding="utf-8")
-    (ft_folder / "model.py").write_text(textwrap.dedent("""\
-        from torch import nn
-
-        def build_model(num_classes):
-            return nn.Sequential(nn.Conv2d(3, 6, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                 nn.Linear(6, num_classes))
-        """), encoding="utf-8")
+    ft_folder = tiny_ft_submission(offline / "subs")
     ft = load_submission(ft_folder)
     run_dir = offline / "runs" / "tiny_ft" / "synthetic"
     for fold in (0, 2):
@@ -372,3 +278,27 @@ def test_cli_embed(offline: Path, image_cache: Path) -> None:
                                               'backbone = "torchvision:resnet18"\ninit = "random"\n')
     result = runner.invoke(app, ["embed", str(finetune), "--data", "synthetic", "--device", "cpu"])
     assert result.exit_code == 2 and "no encoder" in result.output
+
+
+def test_bench_embed_json_is_the_typed_record(offline: Path, image_cache: Path) -> None:
+    """`bench --embed --json`: one EmbedBench document (records.embed_bench) that reads back; damage exits 2."""
+    from bmbench.cli.main import app
+    from bmbench.records.embed_bench import read_embed_bench
+
+    folder = make_submission(offline / "subs", "pool", "model.py", model_py=POOL_ENCODER)
+    out = offline / "bench.json"
+    result = CliRunner().invoke(app, ["bench", "--embed", str(folder), "--data", "synthetic", "--device", "cpu",
+                                      "--batch", "512", "--steps", "1", "--warmup", "0", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "embed / forward = " in result.output and f"wrote {out}" in result.output
+    doc = read_embed_bench(out)
+    assert doc.schema_version == 1 and doc.kind == "embed" and doc.submission == "pool"
+    assert doc.encoder.kind == "model.py" and doc.embed.dim == 8 and doc.data.rows == 3118 and doc.data.synthetic
+    assert doc.forward.input == [512, 3, 16, 16] and doc.ratio == round(
+        doc.embed.images_per_second / doc.forward.images_per_second, 3)
+    raw = json.loads(out.read_text())
+    for key, value in (("ratio", -1), ("forward", {**raw["forward"], "steps": 0}), ("extra", 1)):
+        out.write_text(json.dumps({**raw, key: value}))
+        with pytest.raises(BmbenchError) as err:
+            read_embed_bench(out)
+        assert err.value.exit_code == 2 and str(out) in err.value.message and key in err.value.message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -55,11 +56,43 @@ def test_slurm_script_maps_tasks_to_pending_folds(tmp_path: Path) -> None:
                if line.startswith("  ") and "submissions/" in line]  # the TASKS=( ... ) array
     assert len(mapping) == 29 and mapping[0].endswith("submissions/resnet_cd:1")
     assert mapping[-1].endswith("submissions/resnet_random:4")
-    exec_line = next(line for line in script.splitlines() if line.startswith("bmbench run "))
+    exec_line = next(line for line in script.splitlines() if line.startswith('"${BMBENCH[@]}" run '))
     assert exec_line.endswith(" &")  # in the background, so the batch shell can pass USR1 on
     assert '--folds "$FOLD"' in exec_line and "--resume" in exec_line and "--data /data/bm" in exec_line
     with pytest.raises(BmbenchError, match="no task"):
         slurm_script([], [])
+
+
+def _fake_program(path: Path, name: str) -> Path:
+    """An executable that records ``name`` and its arguments (one per line) in ``<path>.args`` and exits 0."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'#!/bin/bash\nprintf "%s\\n" {name} "$@" > "{path}.args"\n')
+    path.chmod(0o755)
+    return path
+
+
+@pytest.mark.parametrize("setup", [False, True], ids=["no-setup", "setup-puts-bmbench-on-path"])
+def test_slurm_job_runs_the_python_that_wrote_it_unless_setup_provides_bmbench(tmp_path: Path, setup: bool) -> None:
+    """One array task run by bash: no `bmbench` needs to be on the job's PATH (a stale one there is not used);
+    a --setup that puts one on PATH (an activated environment) is used instead."""
+    import subprocess
+
+    python = _fake_program(tmp_path / "my env" / "python", "python")  # a space: the path must be quoted
+    stale = _fake_program(tmp_path / "stale" / "bmbench", "stale")
+    provided = _fake_program(tmp_path / "setup-bin" / "bmbench", "provided")
+    tasks = grid_tasks(select_submissions("resnet_cd"), [2], tmp_path, "bm")
+    lines = f'export PATH="{provided.parent}:$PATH"' if setup else ""
+    script = slurm_script(tasks, run_options_args("/data/bm", tmp_path), python=str(python), setup=lines)
+    assert f"BMBENCH=({shlex.quote(str(python))} -m bmbench)" in script
+    (tmp_path / "grid.sh").write_text(script)
+    proc = subprocess.run(["bash", str(tmp_path / "grid.sh")], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, env={"PATH": f"{stale.parent}:/usr/bin:/bin", "SLURM_ARRAY_TASK_ID": "0",
+                                           "SLURM_ARRAY_JOB_ID": "7"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ran, head = (provided, ["provided"]) if setup else (python, ["python", "-m", "bmbench"])
+    args = Path(f"{ran}.args").read_text().splitlines()
+    assert args[:len(head) + 4] == [*head, "run", str(tasks[0].folder), "--folds", "2"], args
+    assert "--resume" in args and not Path(f"{stale}.args").exists()
 
 
 def test_cli_dry_run_and_slurm_file(tmp_path: Path) -> None:

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from test_features_embed import fake_hub_repo, image_cache, safetensors_bytes  # noqa: F401  (fixture)
 from typer.testing import CliRunner
 
 from bmbench.cli.main import app
@@ -30,6 +28,8 @@ from bmbench.records.episodes import read_episodes
 from bmbench.records.run import read_run
 from bmbench.records.score import read_score
 from bmbench.scoring.score import score_file
+from feature_fixtures import (BAD_ENCODER, POOL_ENCODER, fake_hub_repo, frozen_submission, offline_caches,
+                              safetensors_bytes, tiny_ft_submission, torchvision_weights)
 
 HUB_REPO = "bmbench-test/tiny-vit"
 VIT_SPEC = f"timm:hf-hub:{HUB_REPO}"
@@ -41,31 +41,12 @@ shots = [1, 4]
 episodes = 3
 """
 """Small enough for a test on two CPU cores; every variant of every protocol still runs."""
-POOL_ENCODER = """
-import torch
-from torch import nn
-
-def build_encoder():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-"""
 
 
 def write_probe_submission(root: Path, name: str, encoder: str, *, protocol: str = "probe", probe: str = FAST_PROBE,
                            preprocess: str = "", model_py: str | None = None) -> Path:
-    folder = root / name
-    folder.mkdir(parents=True)
-    (folder / "submission.toml").write_text(textwrap.dedent(f"""\
-        name = "{name}"
-        authors = ["bmbench tests"]
-        description = "a tiny frozen-feature submission for tests"
-        protocol = "{protocol}"
-        encoder = "{encoder}"
-        pretraining_data = ["random initialisation (test)"]
-        """) + (f"[preprocess]\n{preprocess}\n" if preprocess else "") + probe, encoding="utf-8")
-    if model_py is not None:
-        (folder / "model.py").write_text(model_py, encoding="utf-8")
-    return folder
+    return frozen_submission(root, name, encoder, protocol=protocol, preprocess=preprocess or None, probe=probe,
+                             model_py=model_py, extra='pretraining_data = ["random initialisation (test)"]')
 
 
 @pytest.fixture
@@ -74,14 +55,9 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
 
     The synthetic images and their uint8 cache stay in the shared cache (generated once per machine).
     """
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("BMBENCH_FEATURES", str(tmp_path / "features"))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny problems: one thread beats two spinning on a shared machine
-    yield tmp_path
+    yield offline_caches(monkeypatch, tmp_path)
     torch.set_num_threads(threads)
 
 
@@ -97,17 +73,6 @@ def tiny_vit_hub(hf_home: Path, tmp: Path) -> Path:
                                  "classifier": "head"}}
     return fake_hub_repo(hf_home, HUB_REPO, {"config.json": json.dumps(config).encode(),
                                              "model.safetensors": safetensors_bytes(source, tmp)})
-
-
-def tiny_torchvision(torch_home: Path) -> Path:
-    """Random mobilenet_v3_small weights where torchvision's cache expects its ImageNet file."""
-    import torchvision
-
-    torch.manual_seed(2)
-    cached = torch_home / "hub" / "checkpoints" / "mobilenet_v3_small-047dcff4.pth"
-    cached.parent.mkdir(parents=True)
-    torch.save(torchvision.models.mobilenet_v3_small(weights=None).state_dict(), cached)
-    return cached
 
 
 def invoke(*args: str) -> tuple[int, str]:
@@ -227,7 +192,7 @@ def test_cv5_probe_end_to_end_resume_run_dispatch_and_board(offline: Path, image
 
 
 def test_one_fold_holdout_with_a_torchvision_encoder(offline: Path, image_cache: Path) -> None:
-    cached = tiny_torchvision(offline / "torch")
+    cached = torchvision_weights(offline / "torch", seed=2)
     folder = write_probe_submission(offline / "subs", "tiny_tv", "torchvision:mobilenet_v3_small",
                                     preprocess="size = 32", probe=FAST_PROBE.replace("shots = [1, 4]", "shots = [2]"))
     out = offline / "runs"
@@ -275,17 +240,8 @@ def test_bad_probe_settings_exit_2_naming_file_and_key(offline: Path, probe: str
     ("return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), Nan())", "NaN/infinite"),
 ])
 def test_bad_encoder_output_leaves_nothing(offline: Path, body: str, message: str) -> None:
-    code_py = textwrap.dedent(f"""
-        from torch import nn
-
-        class Nan(nn.Module):
-            def forward(self, x):
-                return x * float("nan")
-
-        def build_encoder():
-            {body}
-        """)
-    folder = write_probe_submission(offline / "subs", "bad", "model.py", model_py=code_py, preprocess="size = 8")
+    folder = write_probe_submission(offline / "subs", "bad", "model.py", model_py=BAD_ENCODER.format(body=body),
+                                    preprocess="size = 8")
     out = offline / "runs"
     code, output = invoke("probe", str(folder), "--data", "synthetic", "--out", str(out), "--device", "cpu",
                           "--batch", "64")
@@ -373,29 +329,7 @@ def test_run_encoder_probe_and_resume_refuses_other_weights(offline: Path, image
     from bmbench.runs.run import RunOptions, run_submission
     from bmbench.submissions.schema import load_submission
 
-    ft = offline / "subs" / "tiny_ft"
-    ft.mkdir(parents=True)
-    (ft / "submission.toml").write_text(textwrap.dedent("""\
-        name = "tiny_ft"
-        authors = ["bmbench tests"]
-        description = "a tiny fine-tuned network"
-        backbone = "model.py"
-        init = "random"
-        [recipe]
-        epochs = 1
-        lr = 0.01
-        eval_size = 16
-        num_workers = 0
-        [recipe.augmentation]
-        crop_size = 16
-        """), encoding="utf-8")
-    (ft / "model.py").write_text(textwrap.dedent("""\
-        from torch import nn
-
-        def build_model(num_classes):
-            return nn.Sequential(nn.Conv2d(3, 6, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                 nn.Linear(6, num_classes))
-        """), encoding="utf-8")
+    ft = tiny_ft_submission(offline / "subs", recipe="epochs = 1\nlr = 0.01\nnum_workers = 0\n")
     runs = offline / "runs"
     trained = run_submission(load_submission(ft), RunOptions(data="synthetic", folds=(0,), out=runs, device="cpu",
                                                              max_steps=1))

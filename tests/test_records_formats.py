@@ -113,3 +113,33 @@ def test_explain_record_keeps_the_class_key_and_null_probabilities(tmp_path: Pat
     doc = json.loads(path.read_text(encoding="utf-8"))
     assert doc["class"] == "ABE" and "class_code" not in doc and doc["examples"][0]["p_true"] is None
     assert read_explain(path) == record
+
+
+def _store_key() -> Any:
+    from bmbench.records.features import Preprocessing, StoreKey
+
+    pre = Preprocessing(size=16, resize=16, interpolation="nearest", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+                        source="test")
+    return StoreKey(encoder_id="model.py", weights_sha256=HEX, fold=None, preprocess=pre, dataset="synthetic",
+                    index_sha256=HEX)
+
+
+def test_feature_records_refuse_a_key_digest_that_is_not_their_key(tmp_path: Path) -> None:
+    """manifest.json and progress.json carry the store key and its digest: one check that the two agree."""
+    from bmbench.records._io import read_model, write_model
+    from bmbench.records.features import EmbedProgress
+
+    key = _store_key()
+    progress = EmbedProgress(key=key, key_sha256=key.digest(), rows=10, dim=4, rows_done=5, wall_seconds=1.0)
+    path = tmp_path / "progress.json"
+    write_model(path, progress)
+    read = lambda: read_model(EmbedProgress, path, what="embedding progress record", fix="embed again")  # noqa: E731
+    assert read() == progress
+    doc = json.loads(path.read_text())
+    for tampered, fragment in (({**doc, "key_sha256": HEX}, "key_sha256"),
+                               ({**doc, "key": {**doc["key"], "dataset": "bm"}}, "key_sha256"),
+                               ({**doc, "rows_done": 11}, "rows_done")):
+        path.write_text(json.dumps(tampered))
+        with pytest.raises(BmbenchError) as info:
+            read()
+        assert info.value.exit_code == 2 and str(path) in info.value.message and fragment in info.value.message

@@ -141,3 +141,28 @@ def test_digest_covers_model_py(tmp_path: Path) -> None:
     before = load_submission(folder).digest
     (folder / "model.py").write_text((folder / "model.py").read_text() + "\n# changed\n")
     assert load_submission(folder).digest != before
+
+
+@pytest.mark.parametrize(("name", "variants", "absent"), [
+    ("probe_dinobloom_s", ["linear", "knn-1", "knn-20", "fewshot-1", "fewshot-2", "fewshot-4", "fewshot-8",
+                           "fewshot-16"], []),
+    ("demo_cnn_probe", ["linear", "knn-20"], ["fewshot"]),
+])
+def test_describe_a_frozen_feature_submission_shows_encoder_and_probes_not_a_recipe(
+        name: str, variants: list[str], absent: list[str]) -> None:
+    result = CliRunner().invoke(app, ["submissions", "describe", name, "--json", "-"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    sub = resolve_submission(name).submission
+    assert info["encoder"] == sub.encoder and info["protocol"] == "probe"
+    assert not {"recipe", "recipe_digest", "backbone", "init", "params", "imagenet_weights"} & set(info)
+    probe = info["probe"]
+    assert probe["variants"] == variants and probe["protocols"] == list(sub.probe.protocols)
+    assert probe["linear"]["c"] == "dinobloom" and probe["knn"]["k"] == [int(v[4:]) for v in variants if "knn" in v]
+    assert all(key not in probe for key in absent)
+    if not absent:
+        assert probe["fewshot"] == {"shots": [1, 2, 4, 8, 16], "episodes": 100, "seed": 0}
+    text = CliRunner().invoke(app, ["submissions", "describe", name])
+    assert text.exit_code == 0, text.output
+    assert f"encoder: {sub.encoder}" in text.output and '"variants"' in text.output
+    assert "recipe" not in text.output and "epochs" not in text.output and "backbone" not in text.output

@@ -7,7 +7,8 @@ Exit status of every ``bmbench`` command:
   out of memory) -- the input was acceptable, the work did not succeed;
 * ``2`` invalid input or usage (:class:`BmbenchError`, the default): every refusal of a file, key, value
   or argument, in every command; the message names the file (line or key) and the fix;
-* ``130`` interrupted (Ctrl-C).
+* ``130`` interrupted: Ctrl-C, or a planned stop (:class:`StopRequested`, e.g. SIGUSR1 at an epoch boundary),
+  which prints ``stopped: ...`` with the command that resumes, not an error.
 
 Every mistake a user can make (a wrong path, a malformed predictions file, a tampered split) raises
 :class:`BmbenchError`. The CLI prints its message without a traceback and exits with ``exit_code``;
@@ -45,6 +46,13 @@ class RunFailure(BmbenchError):
     """The input was valid but the work itself failed (a fold crashed, training diverged): exit status 1."""
 
     exit_code = EXIT_RUN_FAILED
+
+
+class StopRequested(BmbenchError):
+    """A stop the user (or SLURM's time-limit warning) asked for, not a failure: the CLI prints
+    ``stopped: <message>`` (no ``error:``) and exits 130, so a batch script can requeue and resume."""
+
+    exit_code = EXIT_INTERRUPTED
 
 
 class UserCodeError(BmbenchError):

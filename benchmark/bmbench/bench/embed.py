@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the module imports no pydantic at import time: the device check's embed stage needs none
     from bmbench.features.embed import Progress
+    from bmbench.records.embed_bench import EmbedBench
     from bmbench.submissions.schema import LoadedSubmission
 
 BENCH_SCHEMA_VERSION = 1
@@ -76,12 +77,14 @@ def pure_forward(loaded: LoadedSubmission, *, device: Any, batch: int, steps: in
 
 def bench_embed(loaded: LoadedSubmission, *, data: str, split_name: str | None, device: str, batch: int, steps: int,
                 warmup: int | None = None, progress: Progress | None = None,
-                log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """Embed the split into a temporary store and time the pure forward pass; both at ``batch``."""
+                log: Callable[[str], None] = lambda s: None) -> EmbedBench:
+    """Embed the split into a temporary store and time the pure forward pass; both at ``batch``: the typed
+    ``bench --embed --json`` document (:mod:`bmbench.records.embed_bench`, built only here)."""
     from bmbench.engine.device import resolve_device
     from bmbench.features.embed import embed
     from bmbench.features.encoders import run_folds
     from bmbench.features.store import fold_folder, read_manifest
+    from bmbench.records.embed_bench import EmbedBench, EmbedBenchData, EmbedTiming, ForwardTiming
     from bmbench.runs.provenance import device_info
 
     dev = resolve_device(device)
@@ -95,41 +98,34 @@ def bench_embed(loaded: LoadedSubmission, *, data: str, split_name: str | None, 
                        batch=batch, progress=progress, folds=(fold,) if fold is not None else None)
         manifest = read_manifest(fold_folder(folder, fold) if fold is not None else folder)
     embed_ips = manifest.images_per_second
-    return {
-        "schema_version": BENCH_SCHEMA_VERSION,
-        "kind": "embed",
-        "submission": loaded.submission.name,
-        "encoder": manifest.encoder.model_dump(mode="json"),
-        "preprocess": manifest.preprocess.model_dump(mode="json"),
-        "data": {"dataset": manifest.dataset, "synthetic": manifest.synthetic, "split": manifest.split.name,
-                 "rows": manifest.rows, "image_cache": manifest.image_cache is not None},
-        "device": device_info(dev),
-        "batch": batch,
-        "forward": forward,
-        "embed": {"images_per_second": embed_ips, "wall_seconds": manifest.wall_seconds, "dim": manifest.dim},
-        "ratio": round(embed_ips / forward["images_per_second"], 3) if forward["images_per_second"] else None,
-    }
+    return EmbedBench(
+        submission=loaded.submission.name, encoder=manifest.encoder, preprocess=manifest.preprocess,
+        data=EmbedBenchData(dataset=manifest.dataset, synthetic=manifest.synthetic, split=manifest.split.name,
+                            rows=manifest.rows, image_cache=manifest.image_cache is not None),
+        device=device_info(dev), batch=batch, forward=ForwardTiming(**forward),
+        embed=EmbedTiming(images_per_second=embed_ips, wall_seconds=manifest.wall_seconds, dim=manifest.dim),
+        ratio=round(embed_ips / forward["images_per_second"], 3) if forward["images_per_second"] else None)
 
 
-def render_embed_bench(doc: dict[str, Any], console: Any) -> None:
+def render_embed_bench(doc: EmbedBench, console: Any) -> None:
     """The two figures side by side, and their ratio."""
     from rich.table import Table
 
-    tag = " [SYNTHETIC]" if doc["data"]["synthetic"] else ""
-    table = Table(title=f"embed vs pure forward: {doc['encoder']['id']} on {doc['data']['split']}{tag}, "
-                        f"batch {doc['batch']}, {doc['device'].get('name', doc['device'].get('type'))}",
+    tag = " [SYNTHETIC]" if doc.data.synthetic else ""
+    table = Table(title=f"embed vs pure forward: {doc.encoder.id} on {doc.data.split}{tag}, "
+                        f"batch {doc.batch}, {doc.device.get('name', doc.device.get('type'))}",
                   title_justify="left")
     for col in ("path", "images/s", "seconds", "notes"):
         table.add_column(col, justify="right" if col in ("images/s", "seconds") else "left")
-    f, e = doc["forward"], doc["embed"]
-    table.add_row("pure forward (device-resident batch)", f"{f['images_per_second']:,.1f}", f"{f['seconds']:.2f}",
-                  f"{f['steps']} batches of {f['input']}")
-    source = "image cache" if doc["data"]["image_cache"] else "JPEG decoding"
-    table.add_row("bmbench embed (whole split)", f"{e['images_per_second']:,.1f}", f"{e['wall_seconds']:.2f}",
-                  f"{doc['data']['rows']} images from the {source}, D = {e['dim']}")
+    f, e = doc.forward, doc.embed
+    table.add_row("pure forward (device-resident batch)", f"{f.images_per_second:,.1f}", f"{f.seconds:.2f}",
+                  f"{f.steps} batches of {f.input}")
+    source = "image cache" if doc.data.image_cache else "JPEG decoding"
+    table.add_row("bmbench embed (whole split)", f"{e.images_per_second:,.1f}", f"{e.wall_seconds:.2f}",
+                  f"{doc.data.rows} images from the {source}, D = {e.dim}")
     console.print(table)
-    if doc["ratio"] is not None:
-        console.print(f"embed / forward = {doc['ratio']:.2f}", highlight=False)
+    if doc.ratio is not None:
+        console.print(f"embed / forward = {doc.ratio:.2f}", highlight=False)
 
 
 # -- the device check's embed stage (no pydantic: a bare GPU machine has torch and timm only) ---------------

@@ -2,7 +2,8 @@
 ``--folds 0,3`` conventions that every command shares (one way to do each thing).
 
 :func:`user_errors` wraps every command: a :class:`BmbenchError` prints its message (exit 2 for invalid
-input, 1 for a :class:`~bmbench.errors.RunFailure`), Ctrl-C exits 130 with one line, and any other
+input, 1 for a :class:`~bmbench.errors.RunFailure`), Ctrl-C exits 130 with one line, a planned stop
+(:class:`~bmbench.errors.StopRequested`) prints ``stopped: ...`` and exits 130, and any other
 exception is one line "bmbench crashed: ..." with exit 1. ``--debug`` or ``BMBENCH_DEBUG=1`` adds the
 traceback for bug reports.
 """
@@ -22,7 +23,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from bmbench.errors import EXIT_INTERRUPTED, EXIT_RUN_FAILED, BmbenchError
+from bmbench.errors import EXIT_INTERRUPTED, EXIT_RUN_FAILED, BmbenchError, StopRequested
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,6 +60,9 @@ def user_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except StopRequested as stop:  # planned (SIGUSR1 at an epoch boundary): not an error
+            err_console.print(f"stopped: {stop.message}", highlight=False, markup=False, soft_wrap=True)
+            raise typer.Exit(stop.exit_code) from None
         except BmbenchError as err:
             if debug_enabled():
                 _traceback()
@@ -156,8 +160,20 @@ def deprecated_fold_option() -> Any:
     return typer.Option(None, "--fold", min=0, hidden=True, help="Deprecated alias of --folds K.")
 
 
-def parse_folds(folds: str | None, deprecated_fold: int | None = None) -> tuple[int, ...] | None:
-    """``--folds 0,3`` as a sorted tuple (None when not given); ``--fold K`` (deprecated) as ``(K,)``."""
+def parse_folds(folds: str | None, deprecated_fold: int | None = None, *, split: Any = None) -> tuple[int, ...] | None:
+    """``--folds 0,3`` as a sorted tuple (None when not given); ``--fold K`` (deprecated) as ``(K,)``.
+
+    With ``split`` (a split or its spec) every fold is checked against it here, before a command does any
+    work (:func:`bmbench.splits.store.check_folds`: exit 2 naming the fold and the range)."""
+    parsed = _parse_folds(folds, deprecated_fold)
+    if parsed is not None and split is not None:
+        from bmbench.splits.store import check_folds
+
+        check_folds(parsed, split)
+    return parsed
+
+
+def _parse_folds(folds: str | None, deprecated_fold: int | None) -> tuple[int, ...] | None:
     from bmbench.errors import BmbenchError
 
     if deprecated_fold is not None:

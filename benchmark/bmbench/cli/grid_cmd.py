@@ -47,7 +47,8 @@ def grid(
     cpus: int = typer.Option(16, "--cpus-per-task", min=1, help="SLURM CPUs per task."),
     mem: str = typer.Option("64G", "--mem", help="SLURM memory per task."),
     setup: str = typer.Option("", "--setup", help="SLURM: shell lines run before bmbench (module load, "
-                              "source .venv/bin/activate)."),
+                              "source .venv/bin/activate). The job runs the bmbench they put on PATH, else "
+                              "this command's Python (-m bmbench)."),
     sbatch_option: list[str] = typer.Option([], "--sbatch-option", help="SLURM: an extra #SBATCH option, e.g. "
                                             "--account=proj (repeat for more)."),
     gpus: int | None = typer.Option(None, "--gpus", min=0, help="SLURM: GPUs per task (--gres=gpu:N; default 1 "
@@ -76,11 +77,8 @@ def grid(
     out = out or runs_dir()
     chosen = select_submissions(submissions)
     dataset, note = _dataset_id(data, required=not (dry_run or slurm is not None))
-    n_folds = split_for_dataset(dataset).folds
-    fold_list = parse_folds(folds) or tuple(range(n_folds))
-    bad = [f for f in fold_list if not 0 <= f < n_folds]
-    if bad:
-        raise BmbenchError(f"--folds must be between 0 and {n_folds - 1}; got {', '.join(map(str, bad))}")
+    spec = split_for_dataset(dataset)
+    fold_list = parse_folds(folds, split=spec) or tuple(range(spec.folds))
     if note:
         err_console.print(f"[yellow]note:[/] {note}")
 

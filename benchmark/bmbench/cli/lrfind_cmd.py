@@ -30,18 +30,23 @@ def lr_find(
     from bmbench.extras import require
 
     require("torch", "train", "bmbench lr-find")
-    from bmbench.submissions.registry import resolve_submission
+    from bmbench.data.layout import scan_data
+    from bmbench.data.source import resolve_data
     from bmbench.paths import runs_dir
     from bmbench.runs.lrfind import LrFindOptions
+    from bmbench.splits.store import check_folds, split_for_dataset
+    from bmbench.submissions.registry import resolve_submission
 
-    chosen = parse_folds(folds, fold) or (0,)
+    requested = parse_folds(folds, fold) or (0,)  # usage errors first, before the data is looked at
     loaded = resolve_submission(submission)
+    index = scan_data(resolve_data(data))  # once: every fold is checked against the split before fold 0 runs
+    chosen = check_folds(requested, split_for_dataset(index.dataset.id))
     for k in chosen:
         options = LrFindOptions(fold=k, data=data, out=out or runs_dir(), device=device, seed=seed, force=force)
-        _one_fold(loaded, options)
+        _one_fold(loaded, options, index)
 
 
-def _one_fold(loaded: Any, options: Any) -> None:  # LoadedSubmission, LrFindOptions (imported lazily)
+def _one_fold(loaded: Any, options: Any, index: Any) -> None:  # LoadedSubmission, LrFindOptions, DataIndex
     """One fold's range test with a progress bar, and what it found."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -52,7 +57,7 @@ def _one_fold(loaded: Any, options: Any) -> None:  # LoadedSubmission, LrFindOpt
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=err_console, transient=True) as bar:
         task = bar.add_task(f"range test, fold {fold}", total=total)
-        outcome = run_lr_find(loaded, options, progress=lambda k: bar.advance(task, k))
+        outcome = run_lr_find(loaded, options, progress=lambda k: bar.advance(task, k), index=index)
     record = outcome.record
     tag = " [bold red]SYNTHETIC DATA[/]" if outcome.synthetic else ""
     how = "computed" if outcome.computed else "cached (reused; --force recomputes)"

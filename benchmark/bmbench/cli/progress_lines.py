@@ -4,7 +4,8 @@ Why: a SLURM log or ``| tee`` gets thousands of redrawn Rich bars. When stdout i
 :class:`PlainLoopProgress` prints one line every ``every`` steps with the rate and an ETA over the whole
 run (every selected fold, every epoch). :class:`StopAtEpochBoundary` wraps any loop progress: after
 SIGUSR1 (SLURM's ``--signal=B:USR1@120`` time-limit warning, passed on by the grid script) the run stops
-right after the epoch in progress, whose checkpoint is already written, and ``--resume`` continues it.
+right after the epoch in progress, whose checkpoint is already written: a planned stop, not an error,
+so the CLI prints ``stopped: ...`` with the command that resumes (exit 130, which the grid script requeues).
 """
 
 from __future__ import annotations
@@ -14,16 +15,14 @@ import sys
 import time
 from typing import Any, TextIO
 
-from bmbench.errors import BmbenchError
+from bmbench.errors import StopRequested
 
 PROGRESS_EVERY = 50
 """Steps between two progress lines when stdout is not a terminal."""
 
 
-class EpochBoundaryStop(BmbenchError):
+class EpochBoundaryStop(StopRequested):
     """The run stopped at an epoch boundary on request (SIGUSR1); exit status 130: interrupted, resumable."""
-
-    exit_code = 130
 
 
 def _duration(seconds: float) -> str:
@@ -46,7 +45,8 @@ class PlainLoopProgress:
         self.stream = stream if stream is not None else sys.stdout
         self.clock = clock
         self.started: float | None = None
-        self.done_here = 0  # steps this process ran (rate), not counting resumed epochs
+        self.done_here = 0  # steps this process ran (ETA), not counting resumed epochs
+        self.images_here = 0  # images of those steps (rate): a ragged last batch counts what it holds
         self.fold_order: list[int] = []
         self.fold = self.epoch = self.epochs = self.steps = self.step_in_epoch = 0
         self.images = 0
@@ -83,9 +83,10 @@ class PlainLoopProgress:
     def step(self, images: int) -> None:
         self.step_in_epoch += 1
         self.done_here += 1
+        self.images_here += images
         if self.step_in_epoch % self.every == 0 or self.step_in_epoch == self.steps:
-            elapsed = self.clock() - (self.started or self.clock())
-            rate = self.done_here * images / elapsed if elapsed > 0 else 0.0
+            elapsed = self.clock() - self.started if self.started is not None else 0.0
+            rate = self.images_here / elapsed if elapsed > 0 else 0.0
             eta = self.eta()
             self._print(f"fold {self.fold} epoch {self.epoch + 1}/{self.epochs} step {self.step_in_epoch}/{self.steps}"
                         f" | {rate:,.0f} img/s | run ETA {_duration(eta) if eta is not None else '?'}")
@@ -99,12 +100,14 @@ class PlainLoopProgress:
 
 class StopAtEpochBoundary:
     """Delegates to ``inner``; once ``signum`` (SIGUSR1) arrived, raises :class:`EpochBoundaryStop` at the next
-    ``epoch_end`` (after the loop wrote that epoch's checkpoint). Use as a context manager: the previous
-    handler is restored on exit."""
+    ``epoch_end`` (after the loop wrote that epoch's checkpoint). ``resume`` is the command that continues
+    the run, named in the ``stopped:`` line. Use as a context manager: the previous handler is restored on
+    exit."""
 
-    def __init__(self, inner: Any, signum: int = signal.SIGUSR1) -> None:
+    def __init__(self, inner: Any, signum: int = signal.SIGUSR1, *, resume: str | None = None) -> None:
         self.inner = inner
         self.signum = signum
+        self.resume = resume
         self.requested = False
         self._previous: Any = None
 
@@ -144,14 +147,16 @@ class StopAtEpochBoundary:
     def epoch_end(self, record: Any) -> None:
         self.inner.epoch_end(record)
         if self.requested:
-            raise EpochBoundaryStop(f"stopped after epoch {record.epoch + 1} of fold {record.fold} on request "
-                                    "(SIGUSR1); its checkpoint is saved: run again with --resume to continue")
+            how = f"resume with: {self.resume}" if self.resume else "run the same command with --resume to continue"
+            raise EpochBoundaryStop(f"after epoch {record.epoch + 1} of fold {record.fold} on request (SIGUSR1); "
+                                    f"its checkpoint is saved; {how}")
 
 
-def loop_progress(folds: int, label: str | None = None) -> Any:
-    """Rich bars on a terminal, plain lines otherwise; either stops at an epoch boundary on SIGUSR1."""
+def loop_progress(folds: int, label: str | None = None, *, resume: str | None = None) -> Any:
+    """Rich bars on a terminal, plain lines otherwise; either stops at an epoch boundary on SIGUSR1 (and says
+    ``resume``, the command that continues)."""
     if sys.stdout.isatty():
         from bmbench.cli.run_cmd import RichLoopProgress
 
-        return StopAtEpochBoundary(RichLoopProgress(label))
-    return StopAtEpochBoundary(PlainLoopProgress(folds))
+        return StopAtEpochBoundary(RichLoopProgress(label), resume=resume)
+    return StopAtEpochBoundary(PlainLoopProgress(folds), resume=resume)

@@ -47,11 +47,12 @@ class RichLoopProgress:
         if self.task is not None:
             self.progress.remove_task(self.task)
         self.task = self.progress.add_task(f"{self._name(fold)} epoch {epoch + 1}/{epochs}", total=steps, rate="")
+        self.images = 0
 
     def step(self, images: int) -> None:
         task = self.progress.tasks[-1]
         elapsed = task.elapsed or 0.0
-        self.images = images * (task.completed + 1)
+        self.images += images  # this epoch's images: a ragged last batch counts what it holds
         rate = f"{self.images / elapsed:,.0f} img/s" if elapsed > 0 else ""
         self.progress.update(self.task, advance=1, rate=rate)
 
@@ -87,6 +88,26 @@ def _summary(result: Any) -> None:
         f"{s['precision']['mean']:.3f} / {s['recall']['mean']:.3f} / {s['f1']['mean']:.3f}"
     )
     console.print(f"results in {result.run_dir} (predictions.csv, score.json, run.json)")
+
+
+def resume_command(submission: str, options: Any) -> str:
+    """The ``bmbench run`` command line that continues ``options``' run (``--resume``), for the line a
+    planned stop prints; defaults are left out."""
+    import shlex
+
+    args = ["bmbench", "run", submission]
+    if options.data is not None:
+        args += ["--data", options.data]
+    if options.folds is not None:
+        args += ["--folds", ",".join(map(str, options.folds))]
+    args += ["--out", str(options.out)]
+    optional = {"--device": None if options.device == "auto" else options.device, "--epochs": options.epochs,
+                "--max-steps": options.max_steps, "--seed": options.seed or None,
+                "--lr-find-steps": options.lr_find_steps}
+    for flag, value in optional.items():
+        if value is not None:
+            args += [flag, str(value)]
+    return shlex.join([*args, "--resume"])
 
 
 def _run_frozen(loaded: Any, *, data: str | None, folds: str | None, out: Path, device: str, resume: bool,
@@ -156,7 +177,8 @@ def run(
     from bmbench.cli.progress_lines import loop_progress
 
     # bars on a terminal, one line per 50 steps (run ETA) in a log; SIGUSR1 stops at an epoch boundary
-    with loop_progress(len(options.folds) if options.folds else 5) as progress:
+    with loop_progress(len(options.folds) if options.folds else 5,
+                       resume=resume_command(submission, options)) as progress:
         result = run_submission(loaded, options, progress=progress, feature_progress=progress.features)
     if result is not None:  # None on the non-zero ranks of a torchrun job
         _summary(result)

@@ -45,7 +45,8 @@ def describe(
     name: str = typer.Argument(..., help="Submission name or folder."),
     json_out: Path | None = json_option("Write the resolved configuration (JSON, instead of the listing) to"),
 ) -> None:
-    """The resolved configuration: backbone, init, trainable parameters (21-class head), weights, recipe."""
+    """The resolved configuration: backbone, init, trainable parameters (21-class head), weights, recipe;
+    for a frozen-feature submission the encoder and the probes (protocols, k, shots, ...) instead."""
     from bmbench.submissions.describe import describe_submission
     from bmbench.submissions.registry import resolve_submission
 
@@ -54,8 +55,10 @@ def describe(
     if json_out is not None:
         emit_json(json_out, info)
         return
+    blocks = [key for key in ("recipe", "probe") if key in info]  # nested settings, shown as JSON last
     for key, value in info.items():
-        if key != "recipe":
+        if key not in blocks:
             console.print(f"[bold]{key}[/]: {value}")
-    console.print("[bold]recipe[/]:")
-    console.print_json(data=info["recipe"])
+    for key in blocks:
+        console.print(f"[bold]{key}[/]:")
+        console.print_json(data=info[key])

@@ -177,7 +177,7 @@ def explain_run(run_dir: Path, options: ExplainOptions) -> ExplainResult:
     from bmbench.explain.cam import grad_cam_maps
     from bmbench.explain.targets import choose_target_layer
     from bmbench.scoring.predictions import read_predictions
-    from bmbench.splits.store import load_split
+    from bmbench.splits.store import check_folds, load_split
     from bmbench.engine.device import resolve_device
     from bmbench.datapaths.transforms import eval_transform
 
@@ -193,6 +193,8 @@ def explain_run(run_dir: Path, options: ExplainOptions) -> ExplainResult:
     if split.sha256 != run.split.sha256:
         raise BmbenchError(f"split {split.name} has SHA-256 {split.sha256}, the run recorded "
                            f"{run.split.sha256}: the run was made on another version of the split")
+    if options.folds is not None:
+        check_folds(options.folds, split)
     preds = read_predictions(run_dir / "predictions.csv", split)
     absent = [f for f in options.folds or () if f not in preds.folds_scored]
     if absent:

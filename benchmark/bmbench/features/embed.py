@@ -272,7 +272,7 @@ def embed(loaded: LoadedSubmission, *, data: str | None, split_name: str | None 
     from bmbench.data.layout import scan_data
     from bmbench.data.source import resolve_data
     from bmbench.engine.device import resolve_device
-    from bmbench.splits.store import load_split, split_for_dataset
+    from bmbench.splits.store import check_folds, load_split, split_for_dataset
 
     sub = loaded.submission
     if sub.encoder is None:
@@ -280,6 +280,10 @@ def embed(loaded: LoadedSubmission, *, data: str | None, split_name: str | None 
                            "needs a frozen-feature submission (protocol linear, knn or fewshot)", exit_code=INVALID)
     if batch < 1:
         raise BmbenchError(f"--batch must be at least 1, got {batch}", exit_code=INVALID)
+    per_fold = str(sub.encoder).startswith("run:")
+    if folds is not None and not per_fold:
+        raise BmbenchError(f"--folds picks the fold networks of a run: encoder; {sub.encoder} is one network for "
+                           "every fold, embedded once: drop --folds", exit_code=INVALID)
     index = scan_data(resolve_data(data))
     split = load_split(split_name or split_for_dataset(index.dataset.id).name)
     if split.spec.dataset.id != index.dataset.id:
@@ -293,7 +297,9 @@ def embed(loaded: LoadedSubmission, *, data: str | None, split_name: str | None 
     index_sha = hashlib.sha256(index_text(ids).encode()).hexdigest()
     common = {"split": split, "dataset": index.dataset, "ids": ids, "device": dev, "batch": batch,
               "progress": progress}
-    if not str(sub.encoder).startswith("run:"):
+    if folds is not None:
+        check_folds(folds, split)
+    if not per_fold:
         encoder = load_encoder(loaded)
         folder = out_dir or default_folder(loaded, index.dataset.id, index_sha, [encoder.weights_sha256])
         return _embed_store(encoder, Path(folder), source, label=str(sub.encoder), **common)

@@ -444,7 +444,7 @@ def run_probe(loaded: LoadedSubmission, options: ProbeOptions,
     from bmbench.engine.device import resolve_device
     from bmbench.features.store import fold_store
     from bmbench.runs.provenance import device_info, git_commit, package_versions
-    from bmbench.splits.store import load_split, split_for_dataset
+    from bmbench.splits.store import check_folds, load_split, split_for_dataset
 
     sub = loaded.submission
     if sub.protocol == "finetune" or sub.encoder is None:
@@ -459,11 +459,7 @@ def run_probe(loaded: LoadedSubmission, options: ProbeOptions,
         raise BmbenchError(f"split {split.name} splits data set {split.spec.dataset.id!r}, but the data at "
                            f"{index.root} is {index.dataset.id!r}; choose a --split of that data set",
                            exit_code=INVALID)
-    folds = tuple(options.folds) if options.folds is not None else tuple(range(split.folds))
-    bad = [f for f in folds if not 0 <= f < split.folds]
-    if bad:
-        raise BmbenchError(f"--folds must be between 0 and {split.folds - 1} for split {split.name}; got "
-                           f"{', '.join(map(str, bad))}", exit_code=INVALID)
+    folds = check_folds(options.folds, split)
     check_parts(split, folds, config, config.protocols_for(sub.protocol))
     comparable = not index.dataset.synthetic and _encoder_comparable(str(sub.encoder))  # read before any work
     base_dir = options.out / sub.name / index.dataset.id

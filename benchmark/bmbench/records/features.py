@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 FEATURES_SCHEMA_VERSION = 1
 Interpolation = Literal["nearest", "bilinear", "bicubic"]
@@ -73,14 +73,27 @@ class SplitRef(BaseModel):
     sha256: str
 
 
-class FeatureManifest(BaseModel):
-    """``manifest.json`` of a complete feature store; written last, so its presence marks completion."""
+class KeyedRecord(BaseModel):
+    """What ``manifest.json`` and ``progress.json`` share: the store key and its digest, checked to agree
+    (a record whose key was edited, or whose digest is stale, would guard the store with a false name)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     schema_version: Literal[1] = FEATURES_SCHEMA_VERSION
     key: StoreKey
     key_sha256: str
+
+    @model_validator(mode="after")
+    def _digest_is_the_keys(self) -> Self:
+        if self.key_sha256 != self.key.digest():
+            raise ValueError("key_sha256 is not the SHA-256 of key; the record was edited: delete the store and "
+                             "run `bmbench embed` again")
+        return self
+
+
+class FeatureManifest(KeyedRecord):
+    """``manifest.json`` of a complete feature store; written last, so its presence marks completion."""
+
     encoder: EncoderInfo
     preprocess: Preprocessing
     dataset: str
@@ -101,16 +114,17 @@ class FeatureManifest(BaseModel):
     created_at: str
 
 
-class EmbedProgress(BaseModel):
+class EmbedProgress(KeyedRecord):
     """``progress.json`` of an unfinished store: rows ``0..rows_done`` are written; resuming starts there."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    rows: int = Field(ge=1)
+    dim: int = Field(ge=1)
+    rows_done: int = Field(ge=0)
+    wall_seconds: float = Field(ge=0)
+    resumed: int = Field(0, ge=0)
 
-    schema_version: Literal[1] = FEATURES_SCHEMA_VERSION
-    key: StoreKey
-    key_sha256: str
-    rows: int
-    dim: int
-    rows_done: int
-    wall_seconds: float
-    resumed: int = 0
+    @model_validator(mode="after")
+    def _done_within_rows(self) -> Self:
+        if self.rows_done > self.rows:
+            raise ValueError(f"rows_done {self.rows_done} exceeds rows {self.rows}")
+        return self

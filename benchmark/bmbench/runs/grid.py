@@ -14,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import shlex
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,12 +179,31 @@ def _shell_arg(arg: str) -> str:
     return shlex.quote(arg)
 
 
+def bmbench_lines(python: str, setup_commands: Sequence[str]) -> list[str]:
+    """Bash lines that set ``BMBENCH`` (an array) to the command the job runs.
+
+    Without ``--setup`` commands: ``python -m bmbench``, the interpreter that wrote the script (``bmbench``
+    need not be on the job's PATH, and a stale one there is not picked). With them, the ``bmbench`` the
+    setup put on PATH (an activated venv, a module), else that interpreter. ``python`` empty: ``bmbench``.
+    """
+    if not python:
+        return ["BMBENCH=(bmbench)"]
+    own = f"BMBENCH=({shlex.quote(python)} -m bmbench)"
+    if not setup_commands:
+        return ["# the Python that ran `bmbench grid --slurm` (give --setup to use another environment's bmbench)",
+                own]
+    return ["# the bmbench that --setup put on PATH, else the Python that ran `bmbench grid --slurm`",
+            f"if command -v bmbench >/dev/null 2>&1; then BMBENCH=(bmbench); else {own}; fi"]
+
+
 def slurm_script(tasks: Sequence[GridTask], run_args: Sequence[str], *, max_parallel: int = 8,
                  partition: str | None = None, time_limit: str = "24:00:00", cpus: int = 16, mem: str = "64G",
-                 bmbench: str = "bmbench", setup: str = "", gpus: int = 0, sbatch_options: Sequence[str] = (),
+                 python: str | None = None, setup: str = "", gpus: int = 0, sbatch_options: Sequence[str] = (),
                  cache: str | None = None) -> str:
     """A SLURM array script: task ``i`` runs one fold of one submission (``bmbench run --folds K --resume``).
 
+    ``python`` (default: this interpreter, ``sys.executable``) runs ``-m bmbench`` in the job unless a
+    ``setup`` command line puts a ``bmbench`` on PATH (:func:`bmbench_lines`).
     ``gpus`` > 0 asks ``--gres=gpu:N`` (only for CUDA runs: a CPU cluster refuses gres it lacks);
     ``sbatch_options`` and ``#SBATCH`` lines of ``setup`` join the other ``#SBATCH`` lines (sbatch reads
     them only before the first command); ``cache`` becomes ``BMBENCH_CACHE`` (a scratch disk; ``$VARS``
@@ -223,7 +243,8 @@ def slurm_script(tasks: Sequence[GridTask], run_args: Sequence[str], *, max_para
     if commands:
         lines += ["# --setup (before `set -u`: module and activate scripts often read unset variables)",
                   *commands, ""]
-    lines += ["set -euo pipefail", ""]
+    lines += ["set -euo pipefail", "",
+              *bmbench_lines(sys.executable if python is None else python, [c for c in commands if c.strip()]), ""]
     if cache:
         lines += ["# image cache and synthetic data on scratch (--cache)", f"export BMBENCH_CACHE={_dq(cache)}",
                   'mkdir -p "$BMBENCH_CACHE"', ""]
@@ -242,7 +263,7 @@ def slurm_script(tasks: Sequence[GridTask], run_args: Sequence[str], *, max_para
               'on_usr1() { STOP=1; echo "time limit near: stopping at the end of this epoch"; '
               '[ -n "$PID" ] && kill -USR1 "$PID" 2>/dev/null || true; }',
               "trap on_usr1 USR1",
-              f'{bmbench} run "$SUBMISSION" --folds "$FOLD" {" ".join(_shell_arg(a) for a in run_args)} &',
+              f'"${{BMBENCH[@]}}" run "$SUBMISSION" --folds "$FOLD" {" ".join(_shell_arg(a) for a in run_args)} &',
               "PID=$!",
               "RC=0",
               '# a trapped signal interrupts `wait`; wait again until bmbench has really exited',

@@ -160,8 +160,11 @@ class LrFindOutcome:
     """The recipe says ``lr = "find"``: ``bmbench run`` will train this fold with the suggested LR."""
 
 
-def run_lr_find(loaded: Any, options: LrFindOptions, progress: Callable[[int], None] | None = None) -> LrFindOutcome:
+def run_lr_find(loaded: Any, options: LrFindOptions, progress: Callable[[int], None] | None = None, *,
+                index: Any = None) -> LrFindOutcome:
     """The range test of one fold of a submission, computed (or reused) where ``bmbench run`` caches it.
+
+    ``index`` is ``options.data`` already scanned (a caller testing several folds scans once).
 
     The model is the fold's initial model exactly as ``bmbench run`` builds it (same seed, same
     initialisation), on the fold's training images with the submission's augmentation and sampler.
@@ -169,7 +172,7 @@ def run_lr_find(loaded: Any, options: LrFindOptions, progress: Callable[[int], N
     from bmbench.classes import NUM_CLASSES
     from bmbench.data.layout import scan_data
     from bmbench.data.source import resolve_data
-    from bmbench.splits.store import load_split, split_for_dataset
+    from bmbench.splits.store import check_folds, load_split, split_for_dataset
     from bmbench.datapaths.gpu import make_datapath  # the data path `bmbench run` uses
     from bmbench.engine.loop import LAST, settings_for
     from bmbench.runs.lrfind_cache import (LR_FIND_PLOT, load_or_find_lr, lr_find_identity, lr_find_path,
@@ -181,10 +184,9 @@ def run_lr_find(loaded: Any, options: LrFindOptions, progress: Callable[[int], N
     recipe = sub.recipe
     if sub.kind == "baseline":
         raise BmbenchError(f"{sub.name} is a baseline ({sub.backbone}); it has no learning rate to find")
-    index = scan_data(resolve_data(options.data))
+    index = index if index is not None else scan_data(resolve_data(options.data))
     split = load_split(split_for_dataset(index.dataset.id).name)
-    if not 0 <= options.fold < split.folds:
-        raise BmbenchError(f"--folds must be between 0 and {split.folds - 1}, not {options.fold}")
+    check_folds((options.fold,), split)
     path = lr_find_path(Path(options.out) / sub.name / index.dataset.id, options.fold)
     if options.force and ((path.parent / FOLD_DONE).is_file() or (path.parent / LAST).is_file()):
         raise BmbenchError(

@@ -36,7 +36,7 @@ from bmbench.protocols import FINETUNE
 from bmbench.records.run import RUN_SCHEMA_VERSION, RunRecord, write_run
 from bmbench.records.score import SCORE_FILE, write_score
 from bmbench.scoring.score import score_file
-from bmbench.splits.store import Split, load_split, split_for_dataset
+from bmbench.splits.store import Split, check_folds, load_split, split_for_dataset
 from bmbench.submissions.schema import LoadedSubmission
 from bmbench.recipe import Recipe
 
@@ -232,10 +232,7 @@ def resolve_run_target(loaded: LoadedSubmission, options: RunOptions) -> tuple[A
     """The data index, its published split, the folds asked for, and the run folder (checked for overwrites)."""
     index = scan_data(resolve_data(options.data))
     split = load_split(split_for_dataset(index.dataset.id).name)
-    folds = tuple(options.folds) if options.folds is not None else tuple(range(split.folds))
-    bad = [f for f in folds if not 0 <= f < split.folds]
-    if bad:
-        raise BmbenchError(f"--folds must be between 0 and {split.folds - 1}; got {', '.join(map(str, bad))}")
+    folds = check_folds(options.folds, split)
     run_dir = options.out / loaded.submission.name / index.dataset.id
     _check_out_dir(run_dir, folds, options.resume)
     return index, split, folds, run_dir

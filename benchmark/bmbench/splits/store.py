@@ -13,6 +13,7 @@ import tomllib
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from importlib import resources
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,21 @@ def split_for_dataset(dataset_id: str) -> SplitSpec:
         if spec.dataset.id == dataset_id:
             return spec
     raise BmbenchError(f"no published split for data set {dataset_id!r}")
+
+
+def check_folds(folds: Sequence[int] | None, split: SplitSpec | Split) -> tuple[int, ...]:
+    """The folds of ``split`` that ``--folds`` asks for (every fold when None), each checked against the split
+    first: a fold it lacks is refused (exit 2) naming the fold and the valid range, before any fold runs.
+
+    The one rule for ``run``, ``probe``, ``embed``, ``explain``, ``grid`` and ``lr-find``
+    (:func:`bmbench.cli.common.parse_folds` applies it in the CLI)."""
+    n = split.folds
+    chosen = tuple(folds) if folds is not None else tuple(range(n))
+    bad = [f for f in chosen if not 0 <= f < n]
+    if bad:
+        raise BmbenchError(f"--folds must be between 0 and {n - 1} (split {split.name} has {n} fold"
+                           f"{'s' if n != 1 else ''}); got {', '.join(map(str, bad))}")
+    return chosen
 
 
 def default_splits_dir() -> Path:
