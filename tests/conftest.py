@@ -110,7 +110,7 @@ def make_split(ids_by_class: Mapping[str, Sequence[str]], name: str = "baselines
         spec=spec,
         sha256="0" * 64,
         path=Path(f"{name}.csv"),
-        image_ids=np.array([r.image_id for r in rows], dtype=object),
+        fixed_ids=np.array([r.image_id for r in rows]),
         labels=np.array([CLASS_INDEX[r.label] for r in rows], dtype=np.int16),
         roles=np.array([[ROLES.index(role) for role in r.roles] for r in rows], dtype=np.uint8),
     )

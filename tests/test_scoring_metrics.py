@@ -16,6 +16,7 @@ from sklearn.metrics import (
 
 from bmbench.classes import CLASS_CODES, NUM_CLASSES
 from bmbench.scoring.metrics import (
+    confusion_matrices,
     confusion_matrix,
     f1_from_precision_recall,
     fold_metrics,
@@ -130,3 +131,16 @@ def test_score_confusions_document() -> None:
     assert len(abe["f1"]["folds"]) == 5 and abe["support"] == sum(int(c[0].sum()) for c in confusions.values())
     single = score_confusions({2: confusions[2]})
     assert single["summary"]["f1"]["std"] is None and single["per_class"]["ART"]["recall"]["std"] is None
+
+
+def test_confusion_matrices_are_the_per_group_matrices() -> None:
+    """One bincount for every fold gives each fold's own confusion matrix (and zeros for an absent fold)."""
+    folds = [_random_fold(f, n=500 + f) for f in (0, 1, 3)]
+    group = np.concatenate([np.full(len(t), f) for f, (t, _) in zip((0, 1, 3), folds, strict=True)])
+    true = np.concatenate([t for t, _ in folds])
+    pred = np.concatenate([p for _, p in folds])
+    order = np.random.default_rng(0).permutation(len(group))
+    stacked = confusion_matrices(group[order], true[order], pred[order], NUM_CLASSES)
+    assert stacked.shape == (4, NUM_CLASSES, NUM_CLASSES) and not stacked[2].any()
+    for f, (t, p) in zip((0, 1, 3), folds, strict=True):
+        assert (stacked[f] == confusion_matrix(t, p, NUM_CLASSES)).all()

@@ -172,3 +172,44 @@ def test_card_describes_counts_and_image_level_caveat() -> None:
     assert "SYNTHETIC" in card
     for line in (SPLITS / SUMS_NAME).read_text().splitlines():
         assert line.split("  ")[0] in card
+
+
+# --- positions of a predictions file's ids (bmbench.splits.lookup) ---------------------------------------------
+
+
+def test_arrow_ids_are_the_ids_and_refuse_non_ascii() -> None:
+    import pyarrow as pa
+
+    from bmbench.splits.lookup import arrow_ids
+
+    ids = np.array(["ABE_00001", "b", "", "ccc_12"])
+    assert arrow_ids(ids).equals(pa.array(ids))
+    assert arrow_ids(np.array(["é", "a"])) is None
+
+
+def _id_column(ids: np.ndarray):  # -> pandas Series of Arrow-backed strings, as read_csv gives them
+    import pandas as pd
+
+    return pd.Series(ids.tolist(), dtype="str")
+
+
+@pytest.mark.parametrize("order", ["split", "run", "shuffled", "partial", "unknown", "repeated"])
+def test_positions_of_equals_the_hash_lookup_in_every_order(order: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Split order and run order (test folds ascending) take the one-comparison path; the rest the hash index."""
+    from bmbench.splits.store import Split
+
+    split = load_split("synthetic-cv5-v1")
+    n = len(split.image_ids)
+    rng = np.random.default_rng(0)
+    ids = {"split": split.image_ids, "run": split.image_ids[np.argsort(split.test_fold, kind="stable")],
+           "shuffled": split.image_ids[rng.permutation(n)], "partial": split.image_ids[: n - 1],
+           "unknown": np.array([*split.image_ids[:-1], "NOPE_1"], dtype=object),
+           "repeated": np.array([*split.image_ids[:-1], split.image_ids[0]], dtype=object)}[order]
+    column = _id_column(np.asarray(ids, dtype=str))
+    expected = split.id_index.get_indexer(column)
+    if order in ("split", "run"):  # no hash look-up at all
+        fresh = load_split("synthetic-cv5-v1")
+        monkeypatch.setattr(Split, "id_index", property(lambda self: pytest.fail("hash index used")))
+        assert (fresh.positions_of(column) == expected).all()
+    else:
+        assert (split.positions_of(column) == expected).all()

@@ -9,11 +9,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
+from bench_files import full_predictions_file
 
-from bmbench.classes import CLASS_CODES, NUM_CLASSES
 from bmbench.scoring.score import score_file
 from bmbench.splits.store import Split
 
@@ -23,17 +22,7 @@ MAX_RATIO = 10.0
 
 @pytest.fixture(scope="module")
 def full_predictions(tmp_path_factory: pytest.TempPathFactory, bm_split: Split) -> Path:
-    rng = np.random.default_rng(0)
-    n = len(bm_split.image_ids)
-    probs = rng.dirichlet(np.ones(NUM_CLASSES), size=n).astype(np.float32)
-    probs /= probs.sum(axis=1, keepdims=True)
-    pred = np.where(rng.random(n) < 0.8, bm_split.labels, probs.argmax(axis=1))
-    frame = pd.DataFrame({"image_id": bm_split.image_ids, "fold": bm_split.test_fold,
-                          "pred": np.array(CLASS_CODES)[pred]})
-    frame[[f"p_{c}" for c in CLASS_CODES]] = probs
-    path = tmp_path_factory.mktemp("bench") / "preds.csv"
-    frame.to_csv(path, index=False, float_format="%.6f")
-    return path
+    return full_predictions_file(tmp_path_factory, bm_split)
 
 
 def _best_of(n: int, func, clock=time.perf_counter) -> float:

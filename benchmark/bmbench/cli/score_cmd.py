@@ -33,7 +33,6 @@ def score(
 
     Invalid input exits with status 2 and writes nothing.
     """
-    from bmbench.records.score import score_json
     from bmbench.scoring.render import render_score
     from bmbench.scoring.score import missing_folds, score_file, split_of_predictions
     from bmbench.scoring.score import require_all_folds as check_all_folds
@@ -52,4 +51,7 @@ def score(
         out.print(f"[yellow]warning: folds {', '.join(map(str, missing))} of {split} have no predictions; the "
                   f"figures cover folds {', '.join(map(str, result['folds']))} only (--require-all-folds "
                   "refuses such a file)[/]", highlight=False, soft_wrap=True)
-    emit_json(json_out, score_json(result))
+    if json_out is not None:  # the score.json model (pydantic) is built only for a document that is written
+        from bmbench.records.score import score_json
+
+        emit_json(json_out, score_json(result))

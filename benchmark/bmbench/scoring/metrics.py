@@ -23,8 +23,16 @@ import numpy as np
 
 def confusion_matrix(true: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Counts of (true, predicted) pairs as an ``n_classes x n_classes`` int64 matrix."""
-    flat = true.astype(np.int64) * n_classes + pred.astype(np.int64)
-    return np.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    return confusion_matrices(np.zeros(len(true), dtype=np.int64), true, pred, n_classes)[0]
+
+
+def confusion_matrices(group: np.ndarray, true: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """One confusion matrix per group 0 .. max(group) (e.g. per fold), all from one ``bincount``:
+    ``(groups, n_classes, n_classes)`` int64."""
+    cells = n_classes * n_classes
+    flat = group.astype(np.int64) * cells + true.astype(np.int64) * n_classes + pred.astype(np.int64)
+    groups = int(group.max(initial=0)) + 1
+    return np.bincount(flat, minlength=groups * cells).reshape(groups, n_classes, n_classes)
 
 
 @dataclass(frozen=True)

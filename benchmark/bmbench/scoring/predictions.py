@@ -221,7 +221,7 @@ def read_predictions(path: Path, split: Split) -> Predictions:
         raise _lines(path, "empty lines or missing values", lines[empty], ["missing image_id or pred"] * int(empty.sum()),
                      "every row needs image_id, fold and pred (no blank lines)")
 
-    positions = split.id_index.get_indexer(frame["image_id"])  # Arrow strings to Arrow strings: no Python objects
+    positions = split.positions_of(frame["image_id"])  # one comparison for a file in split or run order
     unknown = positions < 0
     if unknown.any():
         ids = frame["image_id"].to_numpy(dtype=object)  # object arrays only to word an error
@@ -229,7 +229,7 @@ def read_predictions(path: Path, split: Split) -> Predictions:
                      [f"unknown image id {i!r}" for i in ids[unknown]],
                      f"predict only the images of split {split.name} (pass --split for another split)")
 
-    if np.bincount(positions, minlength=len(split.image_ids)).max(initial=0) > 1:  # ints: cheaper than strings
+    if np.bincount(positions, minlength=len(split.labels)).max(initial=0) > 1:  # ints: cheaper than strings
         duplicated = frame["image_id"].duplicated(keep="first").to_numpy()
         ids = frame["image_id"].to_numpy(dtype=object)
         first_line = {i: n for n, i in zip(lines[::-1], ids[::-1], strict=True)}
@@ -309,17 +309,21 @@ def _check_probabilities(path: Path, probs: np.ndarray, lines: np.ndarray) -> No
 
 
 def _check_complete(path: Path, split: Split, positions: np.ndarray, folds: np.ndarray) -> None:
-    """Every fold that appears must hold a prediction for every one of its test images."""
+    """Every fold that appears must hold a prediction for every one of its test images.
+
+    The rows are distinct test images of their folds (checked before), so counting them suffices; the
+    missing ids are looked up only to word the error.
+    """
+    have = np.bincount(folds, minlength=split.folds)
+    expected = (split.roles == TEST).sum(axis=0)
     problems: list[str] = []
-    for fold in np.unique(folds):
-        expected = split.members(int(fold), "test")
-        have = positions[folds == fold]
-        if len(have) < len(expected):
-            missing = np.setdiff1d(expected, have, assume_unique=True)
-            examples = ", ".join(split.image_ids[missing[:5]])
-            problems.append(
-                f"fold {fold}: {len(have)} of {len(expected)} test images predicted; missing {len(missing)} "
-                f"(e.g. {examples})"
-            )
+    for fold in np.flatnonzero((have > 0) & (have < expected)):
+        members = split.members(int(fold), "test")
+        missing = np.setdiff1d(members, positions[folds == fold], assume_unique=True)
+        examples = ", ".join(split.image_ids[missing[:5]])
+        problems.append(
+            f"fold {fold}: {have[fold]} of {expected[fold]} test images predicted; missing {len(missing)} "
+            f"(e.g. {examples})"
+        )
     if problems:
         raise _fail(path, "incomplete folds (a fold that is scored must be complete):\n  " + "\n  ".join(problems))

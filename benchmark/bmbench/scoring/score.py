@@ -19,7 +19,7 @@ from bmbench import __version__
 from bmbench.classes import CLASS_CODES, NUM_CLASSES
 from bmbench.metric_registry import FOLD_METRICS, PAPER_METRICS, PROBABILITY_METRICS
 from bmbench.scoring import probability
-from bmbench.scoring.metrics import confusion_matrix, fold_metrics, mean_std, paper_summary_from_folds
+from bmbench.scoring.metrics import confusion_matrices, fold_metrics, mean_std, paper_summary_from_folds
 from bmbench.scoring.predictions import Predictions, read_predictions
 from bmbench.splits.store import Split, load_split
 
@@ -30,12 +30,9 @@ SCHEMA_VERSION = 2
 
 
 def confusions_by_fold(preds: Predictions, split: Split) -> dict[int, np.ndarray]:
-    """One confusion matrix per scored fold (rows true class, columns predicted)."""
-    true = split.labels[preds.positions]
-    return {
-        fold: confusion_matrix(true[preds.folds == fold], preds.pred[preds.folds == fold], NUM_CLASSES)
-        for fold in preds.folds_scored
-    }
+    """One confusion matrix per scored fold (rows true class, columns predicted), all from one ``bincount``."""
+    by_fold = confusion_matrices(preds.folds, split.labels[preds.positions], preds.pred, NUM_CLASSES)
+    return {fold: by_fold[fold].copy() for fold in preds.folds_scored}
 
 
 def probability_metrics(true: np.ndarray, probs: np.ndarray) -> dict[str, float | None]:
@@ -51,7 +48,9 @@ def probabilities_by_fold(preds: Predictions, split: Split) -> dict[int, dict[st
     """The probability metrics of each scored fold, or None when the file has no probabilities."""
     if preds.probs is None:
         return None
-    order = np.argsort(preds.folds, kind="stable")  # one gather, then each fold is a slice (no per-fold copy)
+    # one gather, then each fold is a slice (no per-fold copy); as 8-bit keys the stable sort is a radix sort
+    keys = preds.folds.astype(np.uint8) if split.folds <= 256 else preds.folds
+    order = np.argsort(keys, kind="stable")
     folds = preds.folds[order]
     true = split.labels[preds.positions[order]].astype(np.int64)
     by_class = preds.probs.T[:, order]  # (21, rows): one contiguous row per class, as the per-class passes read

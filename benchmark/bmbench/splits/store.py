@@ -182,11 +182,16 @@ class Split:
     spec: SplitSpec
     sha256: str
     path: Path
-    image_ids: np.ndarray
+    fixed_ids: np.ndarray = field(repr=False)
+    """The image ids as fixed-width unicode (numpy ``U``), as parsed or cached; :attr:`image_ids` is their
+    object-array form, built on first use (the scorer needs neither: it compares Arrow strings)."""
     labels: np.ndarray
     roles: np.ndarray = field(repr=False)
-    id_strings: Any = field(default=None, repr=False, compare=False)
-    """The ids as parsed (a pandas string Series), kept to build the look-up index cheaply."""
+
+    @cached_property
+    def image_ids(self) -> np.ndarray:
+        """The image ids (an object array of ``str``), in split row order."""
+        return self.fixed_ids.astype(object)
 
     @property
     def name(self) -> str:
@@ -209,7 +214,26 @@ class Split:
         """A hash index from image id to row position (fast bulk look-ups)."""
         import pandas as pd
 
-        return pd.Index(self.id_strings if self.id_strings is not None else self.image_ids)
+        return pd.Index(self.image_ids)
+
+    @cached_property
+    def _arrow_ids(self) -> Any:
+        from bmbench.splits.lookup import arrow_ids
+
+        return arrow_ids(self.fixed_ids)
+
+    @cached_property
+    def _run_order(self) -> np.ndarray:
+        """The test images grouped by fold, ascending, in split order within a fold (a run's predictions.csv)."""
+        tested = np.flatnonzero(self.test_fold >= 0)
+        return tested[np.argsort(self.test_fold[tested], kind="stable")]
+
+    def positions_of(self, ids: Any) -> np.ndarray:
+        """The row position of each id of ``ids`` (a pandas string column), -1 for one not in the split."""
+        from bmbench.splits.lookup import positions_in_order
+
+        known = positions_in_order(ids, self._arrow_ids, [lambda: None, lambda: self._run_order])
+        return known if known is not None else self.id_index.get_indexer(ids)
 
     def members(self, fold: int, role: str) -> np.ndarray:
         """Row positions of the images that play ``role`` (train/val/test) in ``fold``."""
@@ -273,7 +297,7 @@ def _split_from_arrays(spec: SplitSpec, path: Path, digest: str, data: bytes) ->
         arrays = _parse_split(spec, path, data)
         cache.store_arrays(digest, *arrays)
     ids, labels, roles = arrays
-    return Split(spec=spec, sha256=digest, path=path, image_ids=ids.astype(object), labels=labels, roles=roles)
+    return Split(spec=spec, sha256=digest, path=path, fixed_ids=ids, labels=labels, roles=roles)
 
 
 def _parse_split(spec: SplitSpec, path: Path, data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
