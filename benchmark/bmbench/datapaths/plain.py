@@ -1,7 +1,7 @@
 """The data path: decode, augment and batch the images of a fold.
 
 A data path hands the loop iterables of ``(images, labels)`` batches. :class:`PlainDataPath` is the
-reference implementation (a torchvision ``DataLoader`` with Pillow decoding and the transforms of
+reference implementation (a torchvision ``DataLoader`` with Pillow decoding, or the image cache, and the transforms of
 :mod:`bmbench.datapaths.transforms`); a GPU-resident path can replace it behind the same two methods.
 Every epoch's randomness (sampling order, augmentation) derives from ``(seed, fold, epoch)``, so a resumed
 run draws exactly what an uninterrupted one would.
@@ -97,7 +97,7 @@ class DataPath(Protocol):
 
 
 class PlainDataPath:
-    """torchvision DataLoader + Pillow transforms; the reference semantics for every other path."""
+    """torchvision DataLoader + the transforms of :mod:`.transforms`; the reference semantics for every other path."""
 
     def __init__(self, recipe: Recipe, paths: Sequence[Path], labels: np.ndarray, num_classes: int,
                  *, seed: int, fold: int, pin_memory: bool = False, dist: ProcessPlace | None = None,
