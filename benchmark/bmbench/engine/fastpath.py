@@ -117,20 +117,18 @@ def cpu_threads(loader_workers: int) -> Iterator[int | None]:
     Why: torch's default uses every core for its own OpenMP pool, so on a small machine the pool and the
     workers oversubscribe the cores and every operator waits at its barrier for a descheduled thread (on the
     2-core development machine `demo_cnn` used 2.5x the CPU time per epoch with 2 threads + 2 workers as with
-    1 + 2: docs/performance.md, "make demo"). Under ``bmbench run --concurrent-folds N`` each fold has 1/N of
-    the CPUs. ``OMP_NUM_THREADS`` set by the user wins (yields None, nothing changed). The count changes float
-    rounding, not the recipe; the fold's record states it.
+    1 + 2: docs/performance.md, "make demo"). The count does not depend on ``--concurrent-folds`` (the thread
+    count changes float rounding, and concurrent folds must give the bytes of a sequential run); set
+    ``OMP_NUM_THREADS`` to choose it (then nothing is changed and this yields None). The fold's record states it.
     """
     import os
 
-    from bmbench.datapaths.gpu import CONCURRENT_ENV
     from bmbench.parallel import available_cpus
 
     if os.environ.get("OMP_NUM_THREADS"):
         yield None
         return
-    concurrent = max(1, int(os.environ.get(CONCURRENT_ENV, "1") or 1))
-    threads = max(1, available_cpus() // concurrent - max(0, loader_workers))
+    threads = max(1, available_cpus() - max(0, loader_workers))
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
