@@ -80,7 +80,7 @@ def test_score_imports_only_what_scoring_uses(write_preds: PredsWriter, tmp_path
     path = write_preds(folds=(0, 1))
     modules = _modules_of("score", str(path), "--split", "synthetic-cv5-v1")
     assert modules & COMMAND_MODULES == {"bmbench.cli.score_cmd"}
-    unused = {m for m in modules if m.split(".")[0] in ("pydantic", "torch", "sklearn", "markdown_it", "cv2")
+    unused = {m for m in modules if m.split(".")[0] in ("pydantic", "pandas", "torch", "sklearn", "markdown_it", "cv2")
               or m in ("typer.rich_utils", "bmbench.records.score") or m.startswith(("bmbench.runs", "bmbench.engine"))}
     assert not unused, f"bmbench score imported {sorted(unused)}"
     with_json = _modules_of("score", str(path), "--split", "synthetic-cv5-v1", "--json", str(tmp_path / "s.json"))

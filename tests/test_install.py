@@ -91,7 +91,7 @@ def core_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                check=True, capture_output=True, text=True).stdout.strip())
     dists = dependency_closure(core_requirements(wheel))
     names = {d.metadata["Name"].lower() for d in dists}
-    assert {"numpy", "pandas", "typer", "rich", "pydantic", "filelock", "pillow"} <= names
+    assert {"numpy", "pandas", "pyarrow", "typer", "rich", "pydantic", "filelock", "pillow"} <= names
     assert not names & {"torch", "torchvision", "timm", "scikit-learn", "opencv-python-headless"}
     link_distributions(dists, base / "core-deps")
     (site / "core-deps.pth").write_text(str(base / "core-deps") + "\n")

@@ -86,10 +86,11 @@ def byte_mutation(draw: st.DrawFn, data: bytes) -> bytes:
 
 @st.composite
 def csv_mutation(draw: st.DrawFn, lines: list[str]) -> bytes:
-    """Structural edits of a predictions CSV: odd cells, duplicate or dropped rows, extra or missing columns."""
+    """Structural edits of a predictions CSV: odd cells, duplicate or dropped rows, extra or missing columns,
+    quotes."""
     rows = [line.split(",") for line in lines]
     for _ in range(draw(st.integers(1, 4))):
-        kind = draw(st.sampled_from(["cell", "dup", "drop", "extra", "short", "swap", "header", "blank"]))
+        kind = draw(st.sampled_from(["cell", "dup", "drop", "extra", "short", "swap", "header", "blank", "quote"]))
         r = draw(st.integers(0, len(rows) - 1))
         if kind == "cell":
             c = draw(st.integers(0, len(rows[r]) - 1))
@@ -112,6 +113,11 @@ def csv_mutation(draw: st.DrawFn, lines: list[str]) -> bytes:
                 ["image_id", "fold", "pred", "p_ABE", "p_PMO", "P_ABE", "", " image_id", "extra"]))
         elif kind == "blank":
             rows.insert(draw(st.integers(0, len(rows))), [""])
+        elif kind == "quote":  # an opened, closed, escaped or line-broken quote anywhere in a cell
+            c = draw(st.integers(0, len(rows[r]) - 1))
+            at = draw(st.integers(0, len(rows[r][c])))
+            mark = draw(st.sampled_from(['"', '""', '"\n', '\n"', '"x"']))
+            rows[r][c] = rows[r][c][:at] + mark + rows[r][c][at:]
     return ("\n".join(",".join(row) for row in rows) + "\n").encode("utf-8", errors="surrogatepass")
 
 
@@ -150,6 +156,38 @@ def test_predictions_reader_raises_only_its_error(synthetic_split: Any, scratch:
         assert len(preds.positions) == len(preds.folds) == len(preds.pred)
 
     _run(examples, st.one_of(byte_mutation(valid), csv_mutation(lines)), check)
+
+
+@pytest.mark.parametrize("probs", [False, True], ids=["labels", "probabilities"])
+@pytest.mark.parametrize("examples", SIZES)
+def test_strict_and_tolerant_parsers_read_alike(synthetic_split: Any, examples: int, probs: bool) -> None:
+    """What the strict pyarrow parse accepts, pandas' tolerant parse accepts too, with the same rows."""
+    import numpy as np
+
+    from bmbench.scoring.predictions import _body, _rows_arrow, _rows_pandas
+
+    lines = _predictions_lines(synthetic_split, probs)
+    path = Path("preds.csv")  # only named in errors
+    accepted = []
+
+    def check(raw: bytes) -> None:
+        try:
+            data, has_probs = _body(path, raw)
+        except PredictionsError:
+            return
+        strict = _rows_arrow(data, has_probs, synthetic_split)
+        if strict is None:
+            return
+        tolerant = _rows_pandas(path, data, has_probs, synthetic_split)  # must not refuse it
+        for name in ("positions", "folds", "pred", "empty", "probs"):
+            a, b = getattr(strict, name), getattr(tolerant, name)
+            assert (a is None) == (b is None), name
+            assert a is None or np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), (name, raw[:300])
+        accepted.append(raw)
+
+    check(("\n".join(lines) + "\n").encode())
+    assert accepted, "the valid file itself must take the strict parse"
+    _run(examples, st.one_of(byte_mutation(("\n".join(lines) + "\n").encode()), csv_mutation(lines)), check)
 
 
 # --- the leaderboard entry loader and check -----------------------------------------------------------------

@@ -258,3 +258,39 @@ def test_read_predictions_returns_arrays(write_preds: PredsWriter, synthetic_spl
     assert preds.folds_scored == (2, 3)
     assert preds.probs is not None and preds.probs.shape == (len(preds.positions), NUM_CLASSES)
     assert (synthetic_split.test_fold[preds.positions] == preds.folds).all()
+
+
+@pytest.mark.parametrize("probs", [True, False], ids=["probabilities", "labels"])
+def test_strict_parse_reads_valid_files_and_pandas_the_rest(write_preds: PredsWriter, synthetic_split,
+                                                             monkeypatch: pytest.MonkeyPatch, probs: bool) -> None:
+    """A well-formed file (BOM, CRLF, quoted cells, spaces around numbers, shuffled rows) takes the strict
+    pyarrow parse; one with folds written ``+1`` is refused by it and read by pandas, with the same arrays."""
+    from bmbench.scoring import predictions
+
+    def shuffled_quoted(lines: list[str]) -> list[str]:
+        rows = lines[1:]
+        np.random.default_rng(5).shuffle(rows)
+        return [lines[0], *[f'"{row.split(",", 1)[0]}",{row.split(",", 1)[1]}' for row in rows]]
+
+    def signed_folds(lines: list[str]) -> list[str]:
+        cells = [line.split(",") for line in lines[1:]]
+        return [lines[0], *[",".join([c[0], f"+{c[1]}", *c[2:]]) for c in cells]]
+
+    def shuffled_quoted_spaced(lines: list[str]) -> list[str]:
+        head, *rows = shuffled_quoted(lines)
+        return [head, *[",".join([*c[:3], *(f" {p} " for p in c[3:])]) for c in (r.split(",") for r in rows)]]
+
+    plain = write_preds(folds=(1, 3), probs=probs, mutate=shuffled_quoted_spaced)
+    plain.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes().replace(b"\n", b"\r\n"))
+    signed = write_preds(folds=(1, 3), probs=probs, mutate=signed_folds, name="signed.csv")
+    used = []
+    strict = predictions._rows_arrow
+    monkeypatch.setattr(predictions, "_rows_arrow", lambda *a: used.append(strict(*a) is not None) or strict(*a))
+    one, other = read_predictions(plain, synthetic_split), read_predictions(signed, synthetic_split)
+    assert used == [True, False]
+    order = np.argsort(one.positions)
+    assert np.array_equal(one.positions[order], np.sort(other.positions))
+    for name in ("folds", "pred", "probs"):
+        a, b = getattr(one, name), getattr(other, name)
+        assert (a is None) == (b is None) == (not probs if name == "probs" else False)
+        assert a is None or np.array_equal(a[order], b[np.argsort(other.positions)]), name

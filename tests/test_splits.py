@@ -177,14 +177,33 @@ def test_card_describes_counts_and_image_level_caveat() -> None:
 # --- positions of a predictions file's ids (bmbench.splits.lookup) ---------------------------------------------
 
 
-def test_arrow_ids_are_the_ids_and_refuse_non_ascii() -> None:
+def test_arrow_strings_are_the_ids_ascii_or_not() -> None:
     import pyarrow as pa
 
-    from bmbench.splits.lookup import arrow_ids
+    from bmbench.arrow_columns import strings
 
-    ids = np.array(["ABE_00001", "b", "", "ccc_12"])
-    assert arrow_ids(ids).equals(pa.array(ids))
-    assert arrow_ids(np.array(["é", "a"])) is None
+    for ids in (["ABE_00001", "b", "", "ccc_12"], ["abc", "xyz"], ["é", "a", ""], []):
+        fixed = np.array(ids, dtype=str)
+        built = strings(fixed)
+        assert built.type == pa.string() and built.equals(pa.array(ids, type=pa.string())), ids
+
+
+def test_arrow_columns_read_the_buffers_as_pyarrow_does() -> None:
+    """Values, validity and indices of sliced, chunked arrays with nulls equal pyarrow's own conversion."""
+    import pyarrow as pa
+
+    from bmbench import arrow_columns
+
+    floats = pa.chunked_array([pa.array([0.5, None, 2.0, 3.0]).slice(1), pa.array([], pa.float64()),
+                               pa.array([7.0, 8.0, None, 9.0, 10.0, 11.0, 12.0, 13.0, None, 14.0]).slice(2, 7)])
+    assert np.array_equal(arrow_columns.valid(floats), ~np.isnan(floats.to_numpy()))
+    ok = arrow_columns.valid(floats)
+    assert np.array_equal(arrow_columns.values(floats, np.float64)[ok], floats.to_numpy()[ok])
+    ints = pa.array([3, None, 5, None, 1], pa.int32()).slice(1)
+    assert arrow_columns.indices(ints).tolist() == [-1, 5, -1, 1]
+    numbers = np.array([4, 0, 2**40])
+    assert arrow_columns.int64_array(numbers).equals(pa.array(numbers, pa.int64()))
+    assert arrow_columns.values(pa.chunked_array([], pa.int64()), np.int64).shape == (0,)
 
 
 def _id_column(ids: np.ndarray):  # -> pandas Series of Arrow-backed strings, as read_csv gives them
@@ -194,9 +213,14 @@ def _id_column(ids: np.ndarray):  # -> pandas Series of Arrow-backed strings, as
 
 
 @pytest.mark.parametrize("order", ["split", "run", "shuffled", "partial", "unknown", "repeated"])
-def test_positions_of_equals_the_hash_lookup_in_every_order(order: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Split order and run order (test folds ascending) take the one-comparison path; the rest the hash index."""
-    from bmbench.splits.store import Split
+@pytest.mark.parametrize("kind", ["arrow", "pandas", "no pyarrow"])
+def test_positions_of_are_the_ids_rows_in_every_order(order: str, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Split order and run order (test folds ascending) take the one-comparison path, the rest Arrow's hash
+    look-up, and without pyarrow pandas' index: the same positions, those of a plain dictionary."""
+    import sys
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
     split = load_split("synthetic-cv5-v1")
     n = len(split.image_ids)
@@ -205,11 +229,14 @@ def test_positions_of_equals_the_hash_lookup_in_every_order(order: str, monkeypa
            "shuffled": split.image_ids[rng.permutation(n)], "partial": split.image_ids[: n - 1],
            "unknown": np.array([*split.image_ids[:-1], "NOPE_1"], dtype=object),
            "repeated": np.array([*split.image_ids[:-1], split.image_ids[0]], dtype=object)}[order]
-    column = _id_column(np.asarray(ids, dtype=str))
-    expected = split.id_index.get_indexer(column)
-    if order in ("split", "run"):  # no hash look-up at all
-        fresh = load_split("synthetic-cv5-v1")
-        monkeypatch.setattr(Split, "id_index", property(lambda self: pytest.fail("hash index used")))
-        assert (fresh.positions_of(column) == expected).all()
-    else:
-        assert (split.positions_of(column) == expected).all()
+    row_of = {image_id: k for k, image_id in enumerate(split.image_ids)}
+    expected = np.array([row_of.get(i, -1) for i in ids])
+    column = {"arrow": lambda: pa.array(ids.tolist(), pa.string()), "pandas": lambda: _id_column(ids),
+              "no pyarrow": lambda: _id_column(ids)}[kind]()
+    if kind == "no pyarrow":
+        monkeypatch.delitem(sys.modules, "bmbench.splits.lookup", raising=False)
+        monkeypatch.setitem(sys.modules, "pyarrow", None)  # `import pyarrow` raises ImportError
+    elif order in ("split", "run"):  # no hash look-up at all
+        monkeypatch.setattr(pc, "index_in", lambda *a, **k: pytest.fail("hash look-up used"))
+    assert (split.positions_of(column) == expected).all()
+    assert ("id_index" in vars(split)) == (kind == "no pyarrow")  # pandas' index only without pyarrow

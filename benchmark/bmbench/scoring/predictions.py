@@ -8,7 +8,9 @@ One row per test image of every fold that is scored; ``pred`` is a class code, t
 columns (all 21 in class index order, or none) hold class probabilities that must be finite, >= 0 and sum
 to 1 within :data:`PROB_SUM_TOLERANCE`. A fold that appears must be complete. Every violation raises
 :class:`~bmbench.errors.PredictionsError` naming the file, the line(s) and the fix; the file is read
-with pandas' C parser and checked with vectorised numpy, so validation costs about one ``read_csv``.
+with pyarrow's CSV reader and checked with Arrow compute and vectorised numpy, without importing pandas
+(which costs more than the parse); a file that reader refuses is read by pandas' C parser, which accepts a
+little more (a fold written ``+1``) and words every error.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import csv
 import hashlib
 import io
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -140,13 +144,7 @@ def _non_numeric(path: Path, data: bytes) -> PredictionsError:
     """Slow path: name the probability cells that are not numbers."""
     import pandas as pd
 
-    try:
-        frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, skip_blank_lines=False,
-                            names=[*BASE_COLUMNS, *PROB_COLUMNS], header=0)
-    except UnicodeDecodeError:
-        return _not_utf8(path, data)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
-        return _fail(path, "the file could not be parsed as CSV")
+    frame = _cells(path, data, [*BASE_COLUMNS, *PROB_COLUMNS])
     for column in PROB_COLUMNS:
         bad = pd.to_numeric(frame[column], errors="coerce").isna() & ~frame[column].isin(_NA_TEXT)
         if bad.any():
@@ -160,8 +158,65 @@ _NA_TEXT = ["", "nan", "NaN", "NA"]
 """Probability cells read as NaN (and then refused as missing) rather than as non-numeric text."""
 
 
-def _parse(path: Path, data: bytes, has_probs: bool):  # -> pandas.DataFrame
-    """Parse with the C engine and dtype inference (several times faster than forcing dtypes).
+@dataclass(frozen=True)
+class _Rows:
+    """A parsed file, per row: split position (-1: an id not in the split), fold (-1: not a fold of the split),
+    class index (-1: not a class code), whether image_id or pred is empty, and the probabilities or None."""
+
+    positions: np.ndarray
+    folds: np.ndarray
+    pred: np.ndarray
+    empty: np.ndarray
+    probs: np.ndarray | None
+
+
+def _rows_arrow(data: bytes, has_probs: bool, split: Split) -> _Rows | None:
+    """The strict parse: pyarrow's CSV reader with every column's type fixed (ids and codes UTF-8 strings,
+    folds int64, probabilities float64, no null spellings, no blank lines), then Arrow compute; no pandas.
+
+    None when pyarrow is missing or refuses the file (a blank line, a field count, a cell that is not of its
+    column's type, a quoted line break, invalid UTF-8): :func:`_rows_pandas` then reads it, accepting what
+    pandas accepts (e.g. a fold written ``+1``) and wording every error. What both accept they read alike
+    (tests/test_properties.py).
+    """
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.csv as pa_csv
+
+        from bmbench import arrow_columns
+    except ImportError:
+        return None
+    if data.count(b'"') % 2:  # a quote left open: pyarrow ends it at the end of the file, pandas refuses
+        return None
+    names = [*BASE_COLUMNS, *(PROB_COLUMNS if has_probs else ())]
+    types = {"image_id": pa.string(), "fold": pa.int64(), "pred": pa.string(),
+             **{column: pa.float64() for column in names[len(BASE_COLUMNS):]}}
+    try:
+        table = pa_csv.read_csv(
+            pa.BufferReader(data),
+            read_options=pa_csv.ReadOptions(column_names=names, skip_rows=1),
+            parse_options=pa_csv.ParseOptions(ignore_empty_lines=False),
+            convert_options=pa_csv.ConvertOptions(column_types=types, null_values=[], strings_can_be_null=False,
+                                                  quoted_strings_can_be_null=False),
+        )
+    except pa.ArrowInvalid:
+        return None
+    if table.num_rows == 0 or any(table.column(name).null_count for name in names):  # nulls: none by the options
+        return None
+    ids, codes = table.column("image_id"), table.column("pred")
+    empty = ((arrow_columns.values(pc.binary_length(ids), np.int32) == 0)
+             | (arrow_columns.values(pc.binary_length(codes), np.int32) == 0))
+    folds = arrow_columns.values(table.column("fold"), np.int64).copy()
+    folds[(folds < 0) | (folds >= split.folds)] = -1
+    pred = arrow_columns.indices(pc.index_in(codes, value_set=arrow_columns.strings(np.array(CLASS_CODES))))
+    probs = _class_major(lambda c: arrow_columns.values(table.column(c), np.float64), table.num_rows) \
+        if has_probs else None
+    return _Rows(positions=split.positions_of(ids), folds=folds, pred=pred, empty=empty, probs=probs)
+
+
+def _rows_pandas(path: Path, data: bytes, has_probs: bool, split: Split) -> _Rows:
+    """The tolerant parse: pandas' C engine with dtype inference; raises the worded error of a file it refuses.
 
     Inference leaves ids and codes as strings and folds as integers in a valid file; anything else
     (a non-numeric probability, a fold such as ``1.0``) is caught by the dtype checks that follow.
@@ -169,36 +224,66 @@ def _parse(path: Path, data: bytes, has_probs: bool):  # -> pandas.DataFrame
     import pandas as pd
 
     names = [*BASE_COLUMNS, *(PROB_COLUMNS if has_probs else ())]
-    n_fields = len(names)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(
-                io.BytesIO(data),
-                index_col=False,
-                keep_default_na=False,
-                na_values={c: _NA_TEXT for c in PROB_COLUMNS} if has_probs else None,
-                skip_blank_lines=False,
-                engine="c",
-                names=names,  # the canonical names: the header may pad them with spaces (" image_id")
-                header=0,
-            )
-    except UnicodeDecodeError:
-        raise _not_utf8(path, data) from None
-    except (pd.errors.ParserError, pd.errors.ParserWarning):
-        raise _first_bad_row(path, data, n_fields) from None
+    frame = _pandas_read(path, data, names, na_values={c: _NA_TEXT for c in PROB_COLUMNS} if has_probs else None)
     if len(frame) == 0:
         raise _fail(path, "the file has a header but no prediction rows")
     if has_probs and not all(pd.api.types.is_float_dtype(frame[c]) or pd.api.types.is_integer_dtype(frame[c])
                              for c in PROB_COLUMNS):
         raise _non_numeric(path, data)
-    for column in ("image_id", "pred"):
-        if not pd.api.types.is_string_dtype(frame[column]):
-            frame[column] = frame[column].astype(str)
-    if not pd.api.types.is_integer_dtype(frame["fold"]):
-        frame["fold"] = pd.read_csv(io.BytesIO(data), usecols=["fold"], dtype=str, keep_default_na=False,
-                                    skip_blank_lines=False, names=names, header=0)["fold"]
-    return frame
+    ids, codes = (frame[c] if pd.api.types.is_string_dtype(frame[c]) else frame[c].astype(str)
+                  for c in ("image_id", "pred"))
+    if pd.api.types.is_integer_dtype(frame["fold"]):
+        folds = frame["fold"].to_numpy(dtype=np.int64, copy=True)
+        folds[(folds < 0) | (folds >= split.folds)] = -1
+    else:
+        valid_folds = {str(f): f for f in range(split.folds)}
+        folds = _cells(path, data, names)["fold"].map(valid_folds).fillna(-1).to_numpy(dtype=np.int64)
+    row_codes, uniques = pd.factorize(codes)  # map the few distinct codes, not every row
+    pred = np.array([CLASS_INDEX.get(str(u), -1) for u in uniques], dtype=np.int64)[row_codes]
+    probs = _class_major(lambda c: frame[c].to_numpy(dtype=np.float64), len(frame)) if has_probs else None
+    empty = (ids == "").to_numpy() | (codes == "").to_numpy()
+    return _Rows(positions=split.positions_of(ids), folds=folds, pred=pred, empty=empty, probs=probs)
+
+
+def _class_major(column: Callable[[str], np.ndarray], rows: int) -> np.ndarray:
+    """The (rows, 21) probabilities, stored class-major (Fortran order), one contiguous column per class.
+
+    Copying column by column is several times cheaper than pandas' row-major interleave, and the
+    per-class passes of the scorer (AUROC sorts each class's scores) read contiguous memory.
+    """
+    out = np.empty((len(PROB_COLUMNS), rows), dtype=np.float64)
+    for j, name in enumerate(PROB_COLUMNS):
+        out[j] = column(name)
+    return out.T
+
+
+def _pandas_read(path: Path, data: bytes, names: list[str], **options: Any):  # -> pandas.DataFrame
+    """``pandas.read_csv`` of the file (C engine, no default missing values, blank lines kept, the canonical
+    column names: the header may pad them with spaces, " image_id"); a file it cannot parse raises the
+    PredictionsError that names the first bad line."""
+    import pandas as pd
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(io.BytesIO(data), index_col=False, keep_default_na=False, skip_blank_lines=False,
+                               engine="c", names=names, header=0, **options)
+    except UnicodeDecodeError:
+        raise _not_utf8(path, data) from None
+    except (pd.errors.ParserError, pd.errors.ParserWarning):
+        raise _first_bad_row(path, data, len(names)) from None
+
+
+def _cells(path: Path, data: bytes, names: list[str]):  # -> pandas.DataFrame
+    """Every cell as the text it is written as (no type inference, no missing values): for wording errors."""
+    return _pandas_read(path, data, names, dtype=str)
+
+
+def _body(path: Path, raw: bytes) -> tuple[bytes, bool]:
+    """The file's bytes without a BOM after checking its header, and whether it has probability columns."""
+    data = _strip_bom(path, raw)
+    newline = data.find(b"\n")
+    return data, _check_header(path, data if newline < 0 else data[:newline])
 
 
 def read_predictions(path: Path, split: Split) -> Predictions:
@@ -209,84 +294,65 @@ def read_predictions(path: Path, split: Split) -> Predictions:
     except safe_io.UnsafeInputError as err:
         raise PredictionsError(err.message) from None
     digest = hashlib.sha256(raw).hexdigest()
-    data = _strip_bom(path, raw)
-    newline = data.find(b"\n")
-    has_probs = _check_header(path, data if newline < 0 else data[:newline])
-    frame = _parse(path, data, has_probs)
-    import pandas as pd
-    lines = np.arange(len(frame)) + 2  # 1-based, after the header
+    data, has_probs = _body(path, raw)
+    rows = _rows_arrow(data, has_probs, split) or _rows_pandas(path, data, has_probs, split)
+    _check_rows(path, split, rows, lambda: _cells(path, data, [*BASE_COLUMNS, *(PROB_COLUMNS if has_probs else ())]))
+    return Predictions(path=path, sha256=digest, positions=rows.positions, folds=rows.folds, pred=rows.pred,
+                       probs=rows.probs)
 
-    empty = (frame["image_id"] == "").to_numpy() | (frame["pred"] == "").to_numpy()
-    if empty.any():
-        raise _lines(path, "empty lines or missing values", lines[empty], ["missing image_id or pred"] * int(empty.sum()),
+
+def _check_rows(path: Path, split: Split, rows: _Rows, cells: Callable[[], Any]) -> None:
+    """Every row against the split, in the order the errors are reported; ``cells`` gives the file's text
+    (a pandas DataFrame), read only to word an error."""
+    lines = np.arange(len(rows.positions)) + 2  # 1-based, after the header
+    if rows.empty.any():
+        raise _lines(path, "empty lines or missing values", lines[rows.empty],
+                     ["missing image_id or pred"] * int(rows.empty.sum()),
                      "every row needs image_id, fold and pred (no blank lines)")
 
-    positions = split.positions_of(frame["image_id"])  # one comparison for a file in split or run order
-    unknown = positions < 0
+    unknown = rows.positions < 0
     if unknown.any():
-        ids = frame["image_id"].to_numpy(dtype=object)  # object arrays only to word an error
+        ids = cells()["image_id"].to_numpy(dtype=object)
         raise _lines(path, f"image ids that are not in split {split.name}", lines[unknown],
                      [f"unknown image id {i!r}" for i in ids[unknown]],
                      f"predict only the images of split {split.name} (pass --split for another split)")
 
-    if np.bincount(positions, minlength=len(split.labels)).max(initial=0) > 1:  # ints: cheaper than strings
-        duplicated = frame["image_id"].duplicated(keep="first").to_numpy()
-        ids = frame["image_id"].to_numpy(dtype=object)
+    if np.bincount(rows.positions, minlength=len(split.labels)).max(initial=0) > 1:  # ints: cheaper than strings
+        column = cells()["image_id"]
+        duplicated, ids = column.duplicated(keep="first").to_numpy(), column.to_numpy(dtype=object)
         first_line = {i: n for n, i in zip(lines[::-1], ids[::-1], strict=True)}
         raise _lines(path, "duplicate image ids", lines[duplicated],
                      [f"{i} already predicted on line {first_line[i]}" for i in ids[duplicated]],
                      "give exactly one row per test image")
 
-    if pd.api.types.is_integer_dtype(frame["fold"]):
-        folds = frame["fold"].to_numpy(dtype=np.int64, copy=True)
-        folds[(folds < 0) | (folds >= split.folds)] = -1
-    else:
-        valid_folds = {str(f): f for f in range(split.folds)}
-        folds = frame["fold"].map(valid_folds).fillna(-1).to_numpy(dtype=np.int64)
-    bad_fold = folds < 0
+    bad_fold = rows.folds < 0
     if bad_fold.any():
-        fold_text = frame["fold"].to_numpy(dtype=object)
+        fold_text = cells()["fold"].to_numpy(dtype=object)
         raise _lines(path, "fold numbers out of range", lines[bad_fold],
-                     [f"fold {str(v)!r}" for v in fold_text[bad_fold]],
+                     [f"fold {v!r}" for v in fold_text[bad_fold]],
                      f"fold must be an integer from 0 to {split.folds - 1}")
 
-    roles = split.roles[positions, folds]
+    roles = split.roles[rows.positions, rows.folds]
     not_test = roles != TEST
     if not_test.any():
-        ids = frame["image_id"].to_numpy(dtype=object)
-        test_of = split.test_fold[positions[not_test]]
+        ids = cells()["image_id"].to_numpy(dtype=object)
+        test_of = split.test_fold[rows.positions[not_test]]
         raise _lines(path, "images that are not in the test part of the given fold", lines[not_test],
                      [f"{i} is in the {ROLES[r]} part of fold {f}; it is tested in fold {t}"
-                      for i, r, f, t in zip(ids[not_test], roles[not_test], folds[not_test], test_of, strict=True)],
+                      for i, r, f, t in zip(ids[not_test], roles[not_test], rows.folds[not_test], test_of,
+                                            strict=True)],
                      "predict each fold's test images only, with the fold they are tested in")
 
-    row_codes, uniques = pd.factorize(frame["pred"])  # map the few distinct codes, not every row
-    pred = np.array([CLASS_INDEX.get(str(u), -1) for u in uniques], dtype=np.int64)[row_codes]
-    bad_pred = pred < 0
+    bad_pred = rows.pred < 0
     if bad_pred.any():
-        pred_codes = frame["pred"].to_numpy(dtype=object)
+        pred_codes = cells()["pred"].to_numpy(dtype=object)
         raise _lines(path, "unknown class codes in column pred", lines[bad_pred],
                      [f"pred {c!r}" for c in pred_codes[bad_pred]],
                      f"pred must be one of {', '.join(CLASS_CODES)}")
 
-    probs = _probabilities(frame) if has_probs else None
-    if probs is not None:
-        _check_probabilities(path, probs, lines)
-
-    _check_complete(path, split, positions, folds)
-    return Predictions(path=path, sha256=digest, positions=positions, folds=folds, pred=pred, probs=probs)
-
-
-def _probabilities(frame) -> np.ndarray:  # frame: a pandas DataFrame (pandas is imported lazily)
-    """The (rows, 21) probabilities, stored class-major (Fortran order), one contiguous column per class.
-
-    Copying column by column is several times cheaper than pandas' row-major interleave, and the
-    per-class passes of the scorer (AUROC sorts each class's scores) read contiguous memory.
-    """
-    out = np.empty((len(PROB_COLUMNS), len(frame)), dtype=np.float64)
-    for j, column in enumerate(PROB_COLUMNS):
-        out[j] = frame[column].to_numpy(dtype=np.float64)
-    return out.T
+    if rows.probs is not None:
+        _check_probabilities(path, rows.probs, lines)
+    _check_complete(path, split, rows.positions, rows.folds)
 
 
 def _check_probabilities(path: Path, probs: np.ndarray, lines: np.ndarray) -> None:

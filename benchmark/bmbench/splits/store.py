@@ -211,16 +211,17 @@ class Split:
 
     @cached_property
     def id_index(self):  # -> pandas.Index; pandas imported lazily with the split
-        """A hash index from image id to row position (fast bulk look-ups)."""
+        """A hash index from image id to row position (the look-up where pyarrow is missing)."""
         import pandas as pd
 
         return pd.Index(self.image_ids)
 
     @cached_property
-    def _arrow_ids(self) -> Any:
-        from bmbench.splits.lookup import arrow_ids
+    def arrow_ids(self) -> Any:
+        """The image ids as an Arrow string array (needs pyarrow)."""
+        from bmbench.arrow_columns import strings
 
-        return arrow_ids(self.fixed_ids)
+        return strings(self.fixed_ids)
 
     @cached_property
     def _run_order(self) -> np.ndarray:
@@ -229,11 +230,13 @@ class Split:
         return tested[np.argsort(self.test_fold[tested], kind="stable")]
 
     def positions_of(self, ids: Any) -> np.ndarray:
-        """The row position of each id of ``ids`` (a pandas string column), -1 for one not in the split."""
-        from bmbench.splits.lookup import positions_in_order
-
-        known = positions_in_order(ids, self._arrow_ids, [lambda: None, lambda: self._run_order])
-        return known if known is not None else self.id_index.get_indexer(ids)
+        """The row position of each of ``ids`` (an Arrow string array, a pandas string column or a sequence of
+        ``str``), -1 for one not in the split: :func:`bmbench.splits.lookup.positions`, else pandas' index."""
+        try:
+            from bmbench.splits.lookup import positions
+        except ImportError:  # no pyarrow
+            return self.id_index.get_indexer(ids)
+        return positions(ids, self.arrow_ids, [lambda: None, lambda: self._run_order])
 
     def members(self, fold: int, role: str) -> np.ndarray:
         """Row positions of the images that play ``role`` (train/val/test) in ``fold``."""
