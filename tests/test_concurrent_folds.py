@@ -14,13 +14,15 @@ from bmbench.runs.run import RunOptions, run_submission
 
 
 def test_worker_command(tmp_path: Path) -> None:
-    options = RunOptions(out=tmp_path, device="cpu", epochs=2, max_steps=3, seed=4)
+    options = RunOptions(out=tmp_path, device="cpu", epochs=2, max_steps=3, seed=4, lr_find_steps=7)
     cmd = worker_command(Path("subs/demo_cnn"), 3, "/data/bm", options)
     assert cmd[1:5] == ["-m", "bmbench.cli.main", "run", "subs/demo_cnn"]
     text = " ".join(cmd)
     for part in ("--folds 3", "--data /data/bm", f"--out {tmp_path}", "--device cpu", "--seed 4", "--resume",
-                 "--epochs 2", "--max-steps 3"):
+                 "--epochs 2", "--max-steps 3", "--lr-find-steps 7"):
         assert part in text
+    defaults = " ".join(worker_command(Path("subs/demo_cnn"), 0, "/data/bm", RunOptions(out=tmp_path)))
+    assert not any(flag in defaults for flag in ("--device", "--seed", "--epochs", "--max-steps", "--lr-find"))
 
 
 def test_refuses_baselines_and_torchrun(monkeypatch: pytest.MonkeyPatch, quick_demo: Path) -> None:

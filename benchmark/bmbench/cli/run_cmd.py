@@ -100,14 +100,7 @@ def resume_command(submission: str, options: Any) -> str:
         args += ["--data", options.data]
     if options.folds is not None:
         args += ["--folds", ",".join(map(str, options.folds))]
-    args += ["--out", str(options.out)]
-    optional = {"--device": None if options.device == "auto" else options.device, "--epochs": options.epochs,
-                "--max-steps": options.max_steps, "--seed": options.seed or None,
-                "--lr-find-steps": options.lr_find_steps}
-    for flag, value in optional.items():
-        if value is not None:
-            args += [flag, str(value)]
-    return shlex.join([*args, "--resume"])
+    return shlex.join([*args, "--out", str(options.out), *options.training_flags(), "--resume"])
 
 
 def _run_frozen(loaded: Any, *, data: str | None, folds: str | None, out: Path, device: str, resume: bool,

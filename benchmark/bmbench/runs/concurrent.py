@@ -38,13 +38,8 @@ def _tail(path: Path, lines: int = _TAIL_LINES) -> str:
 
 def worker_command(folder: Path, fold: int, data: str, options: Any) -> list[str]:
     """The command line of the worker that runs ``fold``."""
-    cmd = [sys.executable, "-m", "bmbench.cli.main", "run", str(folder), "--folds", str(fold), "--data", data,
-           "--out", str(options.out), "--device", options.device, "--seed", str(options.seed), "--resume"]
-    if options.epochs is not None:
-        cmd += ["--epochs", str(options.epochs)]
-    if options.max_steps is not None:
-        cmd += ["--max-steps", str(options.max_steps)]
-    return cmd
+    return [sys.executable, "-m", "bmbench.cli.main", "run", str(folder), "--folds", str(fold), "--data", data,
+            "--out", str(options.out), *options.training_flags(), "--resume"]
 
 
 def run_concurrent(loaded: Any, options: Any, workers: int,

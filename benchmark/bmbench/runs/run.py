@@ -63,6 +63,13 @@ class RunOptions:
         """A run with shortened training is not comparable with full runs."""
         return self.epochs is not None or self.max_steps is not None
 
+    def training_flags(self) -> list[str]:
+        """The ``bmbench run`` flags that ask for these options' training (device, epochs, steps, seed, range
+        test cap), defaults left out: what a fold worker and a resume command must repeat to train alike."""
+        flags = {"--device": None if self.device == "auto" else self.device, "--epochs": self.epochs,
+                 "--max-steps": self.max_steps, "--seed": self.seed or None, "--lr-find-steps": self.lr_find_steps}
+        return [part for flag, value in flags.items() if value is not None for part in (flag, str(value))]
+
     @property
     def lr_find_cap(self) -> int | None:
         """Steps of the range test if capped: ``lr_find_steps``, else a small default for smoke runs."""
