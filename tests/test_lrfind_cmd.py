@@ -190,3 +190,26 @@ def test_cli_lr_find_refuses_baselines_and_bad_folds(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "no learning rate" in result.output
     result = runner.invoke(app, ["lr-find", "demo_cnn", "--data", "synthetic", "--folds", "9", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "--folds must be between 0 and 4" in result.output
+
+
+@pytest.mark.slow
+def test_lr_find_takes_the_cpu_threads_of_the_range_test_in_a_run(finding_demo: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`bmbench lr-find` on a CPU trains with the thread count a fold of `bmbench run` sets for its own range test
+    (engine.fastpath.cpu_threads; the count changes float rounding): the same losses, the same cached LR."""
+    from bmbench import parallel
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    wanted = torch.get_num_threads() + 1  # not torch's default, whatever the machine (no loader workers here)
+    monkeypatch.setattr(parallel, "available_cpus", lambda: wanted)
+    seen: list[int] = []
+    real = lrfind_module.find_lr
+    monkeypatch.setattr(lrfind_module, "find_lr", lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k))
+    standalone = runner.invoke(app, ["lr-find", str(finding_demo), "--data", "synthetic", "--folds", "0",
+                                     "--device", "cpu", "--out", str(tmp_path / "a")])
+    assert standalone.exit_code == 0, standalone.output
+    run_submission(load_submission(finding_demo), RunOptions(data="synthetic", folds=(0,), out=tmp_path / "b",
+                                                             epochs=1, max_steps=1, device="cpu"))
+    assert seen == [wanted, wanted]
+    a, b = (json.loads(lr_find_path(tmp_path / x / "demo_cnn" / "synthetic", 0).read_text()) for x in "ab")
+    assert a["losses"] == b["losses"] and a["suggested_lr"] == b["suggested_lr"]

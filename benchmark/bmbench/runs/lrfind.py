@@ -178,7 +178,7 @@ def run_lr_find(loaded: Any, options: LrFindOptions, progress: Callable[[int], N
     from bmbench.runs.lrfind_cache import (LR_FIND_PLOT, load_or_find_lr, lr_find_identity, lr_find_path,
                                                plot_lr_find)
     from bmbench.engine.device import resolve_device
-    from bmbench.runs.run import FOLD_DONE, fold_model
+    from bmbench.runs.run import FOLD_DONE, fold_model, fold_threads
 
     sub = loaded.submission
     recipe = sub.recipe
@@ -198,12 +198,13 @@ def run_lr_find(loaded: Any, options: LrFindOptions, progress: Callable[[int], N
 
     def compute() -> LrFindResult:
         paths = index.paths_for(split.image_ids, split.name)
-        model, _ = fold_model(loaded, options.seed, options.fold)
-        settings = settings_for(recipe, device, epochs=recipe.epochs, lr=recipe.lr_find.start_lr,
-                                seed=options.seed, max_steps=None, backbone=sub.backbone or "")
-        datapath = make_datapath(recipe, paths, split, NUM_CLASSES, device=device, seed=options.seed,
-                                 fold=options.fold, channels_last=settings.channels_last)
-        return find_lr(model, datapath, split.members(options.fold, "train"), recipe, settings, progress)
+        with fold_threads(recipe, device):  # the thread count of the same range test inside `bmbench run`
+            model, _ = fold_model(loaded, options.seed, options.fold)
+            settings = settings_for(recipe, device, epochs=recipe.epochs, lr=recipe.lr_find.start_lr,
+                                    seed=options.seed, max_steps=None, backbone=sub.backbone or "")
+            datapath = make_datapath(recipe, paths, split, NUM_CLASSES, device=device, seed=options.seed,
+                                     fold=options.fold, channels_last=settings.channels_last)
+            return find_lr(model, datapath, split.members(options.fold, "train"), recipe, settings, progress)
 
     record, computed = load_or_find_lr(path, identity, compute, device=str(device), force=options.force)
     plot = path.with_name(LR_FIND_PLOT)

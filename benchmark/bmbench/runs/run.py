@@ -212,8 +212,9 @@ def _run_torch_fold(loaded: LoadedSubmission, recipe: Recipe, split: Split, path
             "processes": dist.world_size if dist is not None else 1, "data_path": describe_datapath(datapath)}
 
 
-def _fold_threads(recipe: Recipe, device: Any) -> contextlib.AbstractContextManager[int | None]:
-    """On a CPU, the cores the plain path's DataLoader workers leave free (:func:`engine.fastpath.cpu_threads`)."""
+def fold_threads(recipe: Recipe, device: Any) -> contextlib.AbstractContextManager[int | None]:
+    """On a CPU, the cores the plain path's DataLoader workers leave free (:func:`engine.fastpath.cpu_threads`):
+    a fold's training, and its range test in a run or in ``bmbench lr-find`` (the same rounding, the same LR)."""
     if device.type != "cpu":
         return contextlib.nullcontext()
     from bmbench.datapaths.gpu import resolve_data_path
@@ -294,7 +295,7 @@ def run_submission(loaded: LoadedSubmission, options: RunOptions, progress: Any 
             if sub.kind == "baseline":
                 record = _run_baseline_fold(loaded, split, paths, fold, options, fold_dir, features)
             else:
-                with _fold_threads(recipe, device) as threads:
+                with fold_threads(recipe, device) as threads:
                     record = _run_torch_fold(loaded, recipe, split, paths, fold, options, device, fold_dir,
                                              progress, dist)
                 record["cpu_threads"] = threads
