@@ -147,6 +147,38 @@ def cached_synthetic() -> Path:
     return ensure_synthetic()
 
 
+@pytest.fixture(scope="session")
+def _baseline_feature_store() -> dict[tuple[str, ...], np.ndarray]:
+    return {}
+
+
+@pytest.fixture
+def shared_baseline_features(monkeypatch: pytest.MonkeyPatch,
+                             _baseline_feature_store: dict[tuple[str, ...], np.ndarray]) -> None:
+    """The baselines' hand-crafted features of one image list, extracted once per session.
+
+    Why: baseline_features_logreg extracts them from every image of the set in each run (11.6 s for the
+    3,118 synthetic images at load 1); the runs of test_run and test_grid read the same session-cache
+    images. The first extraction is the real one; later runs get a copy of its matrix (progress is told
+    of every image, as after an extraction)."""
+    import os
+
+    from bmbench.engine import baselines
+
+    real = baselines.extract_features
+
+    def once(paths: Sequence[str | os.PathLike[str]], *, workers: int | None = None,
+             progress: Callable[[int], None] | None = None) -> np.ndarray:
+        key = tuple(os.fspath(p) for p in paths)
+        if key not in _baseline_feature_store:
+            _baseline_feature_store[key] = real(paths, workers=workers, progress=progress)
+        elif progress is not None:
+            progress(len(key))
+        return _baseline_feature_store[key].copy()
+
+    monkeypatch.setattr(baselines, "extract_features", once)
+
+
 TINY_PER_CLASS = 15
 
 
