@@ -75,24 +75,45 @@ def write_preds(tmp_path: Path, synthetic_split: Split) -> PredsWriter:
     return _write
 
 
+ISOLATED_UNSET = ("BMBENCH_DATA", "BMBENCH_SPLITS", "BMBENCH_ROOT", "BMBENCH_SUBMISSIONS", "BMBENCH_WEIGHTS")
+"""The user's data, split overrides and root settings (bmbench.paths: the checkout is the root): unset in tests."""
+
+
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The per-session BMBENCH_CACHE every test sees (the synthetic set and image caches are built there once)."""
+    return tmp_path_factory.getbasetemp() / "bmbench-cache"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The temporary cache from the very start: module- and session-scoped fixtures (set up before any
     function-scoped fixture) must not build image caches in the user's cache either."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("BMBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "bmbench-cache"))
+        patch.setenv("BMBENCH_CACHE", str(session_cache(tmp_path_factory)))
         yield
 
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Tests never read the user's data, cache or split overrides: a per-session temporary cache."""
-    monkeypatch.setenv("BMBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "bmbench-cache"))
-    monkeypatch.delenv("BMBENCH_DATA", raising=False)
-    monkeypatch.delenv("BMBENCH_SPLITS", raising=False)
-    for name in ("BMBENCH_ROOT", "BMBENCH_SUBMISSIONS", "BMBENCH_WEIGHTS"):  # bmbench.paths: the checkout is the root
+    monkeypatch.setenv("BMBENCH_CACHE", str(session_cache(tmp_path_factory)))
+    for name in ISOLATED_UNSET:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr("bmbench.paths._root_override", None)  # a CLI test's --root must not leak
+
+
+@pytest.fixture(scope="session")
+def isolated_environ(tmp_path_factory: pytest.TempPathFactory) -> Callable[[], dict[str, str]]:
+    """``os.environ`` as a test sees it, for module- and session-scoped fixtures (they are set up before the
+    function-scoped override above, and a thread they start may read the environment between two tests)."""
+    import os
+
+    def build() -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in ISOLATED_UNSET}
+        env["BMBENCH_CACHE"] = str(session_cache(tmp_path_factory))
+        return env
+
+    return build
 
 
 def make_split(ids_by_class: Mapping[str, Sequence[str]], name: str = "baselines-test") -> Split:
@@ -114,6 +135,48 @@ def make_split(ids_by_class: Mapping[str, Sequence[str]], name: str = "baselines
         labels=np.array([CLASS_INDEX[r.label] for r in rows], dtype=np.int16),
         roles=np.array([[ROLES.index(role) for role in r.roles] for r in rows], dtype=np.uint8),
     )
+
+
+@pytest.fixture(scope="session")
+def cached_synthetic() -> Path:
+    """The default synthetic set (3,118 images) in the session cache (``_session_cache``): the copy every
+    `--data synthetic` run of the session reads, generated on first use by the package's own
+    ``ensure_synthetic``."""
+    from bmbench.data.source import ensure_synthetic
+
+    return ensure_synthetic()
+
+
+@pytest.fixture(scope="session")
+def _baseline_feature_store() -> dict[tuple[str, ...], np.ndarray]:
+    return {}
+
+
+@pytest.fixture
+def shared_baseline_features(monkeypatch: pytest.MonkeyPatch,
+                             _baseline_feature_store: dict[tuple[str, ...], np.ndarray]) -> None:
+    """The baselines' hand-crafted features of one image list, extracted once per session.
+
+    Why: baseline_features_logreg extracts them from every image of the set in each run (11.6 s for the
+    3,118 synthetic images at load 1); the runs of test_run and test_grid read the same session-cache
+    images. The first extraction is the real one; later runs get a copy of its matrix (progress is told
+    of every image, as after an extraction)."""
+    import os
+
+    from bmbench.engine import baselines
+
+    real = baselines.extract_features
+
+    def once(paths: Sequence[str | os.PathLike[str]], *, workers: int | None = None,
+             progress: Callable[[int], None] | None = None) -> np.ndarray:
+        key = tuple(os.fspath(p) for p in paths)
+        if key not in _baseline_feature_store:
+            _baseline_feature_store[key] = real(paths, workers=workers, progress=progress)
+        elif progress is not None:
+            progress(len(key))
+        return _baseline_feature_store[key].copy()
+
+    monkeypatch.setattr(baselines, "extract_features", once)
 
 
 TINY_PER_CLASS = 15

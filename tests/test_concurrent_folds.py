@@ -34,10 +34,23 @@ def test_refuses_baselines_and_torchrun(monkeypatch: pytest.MonkeyPatch, quick_d
 
 
 @pytest.mark.slow
-def test_concurrent_folds_equal_a_sequential_run(quick_demo: Path, tmp_path: Path) -> None:
+def test_concurrent_folds_equal_a_sequential_run(quick_demo: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """One thread everywhere (``OMP_NUM_THREADS=1``, which bmbench's CPU thread rule leaves as it is): the two
+    fold processes share two cores without spinning on each other (two threads each made this test several
+    times slower on a loaded machine), and the sequential reference computes with the same single thread, so
+    the bytes can be equal."""
+    import torch
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the fold processes inherit it; this process is set below
     loaded = load_submission(quick_demo)
     smoke = {"data": "synthetic", "folds": (0, 1), "epochs": 1, "max_steps": 2, "device": "cpu"}
-    sequential = run_submission(loaded, RunOptions(out=tmp_path / "seq", **smoke))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        sequential = run_submission(loaded, RunOptions(out=tmp_path / "seq", **smoke))
+    finally:
+        torch.set_num_threads(threads)
     events: list[tuple[str, int]] = []
     concurrent = run_concurrent(loaded, RunOptions(out=tmp_path / "conc", **smoke), 2,
                                 on_event=lambda kind, fold, detail: events.append((kind, fold)))

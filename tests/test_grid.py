@@ -108,6 +108,7 @@ def test_cli_dry_run_and_slurm_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_baseline_features")  # the logreg run's features, extracted once per session
 def test_local_grid_of_two_baselines_then_merge(tmp_path: Path) -> None:
     args = ["--submissions", "baseline_majority,baseline_features_logreg", "--data", "synthetic", "--out",
             str(tmp_path)]

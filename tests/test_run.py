@@ -57,6 +57,7 @@ def test_full_tiny_run_end_to_end(quick_demo: Path, tmp_path: Path) -> None:
         run_submission(loaded, options)
 
 
+@pytest.mark.usefixtures("shared_baseline_features")  # the logreg run's features, extracted once per session
 def test_baseline_runs_and_merge(tmp_path: Path) -> None:
     loaded = resolve_submission("baseline_majority")
     a = run_submission(loaded, RunOptions(data="synthetic", folds=(0,), out=tmp_path / "a"))

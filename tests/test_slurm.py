@@ -7,7 +7,8 @@ the ``slurm`` tests are deselected; with it and no cluster they fail with the co
 
 The jobs run the real command line (``bmbench run ... --resume`` from the written array script) on the
 SYNTHETIC data with a demo-size CNN (smoke settings: one epoch of 3 steps, or 3 epochs of 10 steps), one
-CPU per task and ``OMP_NUM_THREADS=1``, so a local run of the same folds gives the same bytes.
+CPU per task and ``OMP_NUM_THREADS=1``, so a local run of the same folds gives the same bytes. The USR1 and
+the killed-task scenarios run side by side, one task (one of the node's two CPUs) each.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -43,11 +45,15 @@ class Cluster:
     def __init__(self, conf: str | None) -> None:
         self.conf = conf
         self.jobs: list[str] = []
+        # the client commands' environment, read once: a scenario thread must not read os.environ while a
+        # test's monkeypatch changes it
+        self.client_env = {**os.environ, **({"SLURM_CONF": conf} if conf else {})}
 
-    def env(self, submissions: Path) -> dict[str, str]:
+    def env(self, submissions: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """The jobs' environment (sbatch passes the submitting one on): this Python's `bmbench` first on PATH,
-        the test cache, the test's submissions folder, one thread so the bytes equal a local run."""
-        env = {k: v for k, v in os.environ.items() if k != "BMBENCH_DATA"}
+        the test cache, the test's submissions folder, one thread so the bytes equal a local run. ``base``:
+        the environment to start from (default ``os.environ``, as the running test sees it)."""
+        env = {k: v for k, v in (os.environ if base is None else base).items() if k != "BMBENCH_DATA"}
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         env["BMBENCH_SUBMISSIONS"] = str(submissions)
         env["OMP_NUM_THREADS"] = "1"
@@ -56,8 +62,7 @@ class Cluster:
         return env
 
     def call(self, *cmd: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(list(cmd), capture_output=True, text=True, timeout=60,
-                              env={**os.environ, **({"SLURM_CONF": self.conf} if self.conf else {})})
+        return subprocess.run(list(cmd), capture_output=True, text=True, timeout=60, env=self.client_env)
 
     def run(self, *cmd: str, check: bool = True) -> str:
         proc = self.call(*cmd)
@@ -130,6 +135,10 @@ def _logs(folder: Path) -> str:
 @pytest.fixture
 def submissions(tmp_path: Path) -> Path:
     """demo_cnn (single-process loading) and baseline_majority in a submissions folder of the test's own."""
+    return _submissions(tmp_path)
+
+
+def _submissions(tmp_path: Path) -> Path:
     folder = tmp_path / "submissions"
     for name in ("demo_cnn", "baseline_majority"):
         shutil.copytree(default_submissions_dir() / name, folder / name)
@@ -185,8 +194,30 @@ def test_grid_array_runs_on_slurm_and_merges_to_a_local_runs_bytes(cluster: Clus
         assert [f["fold"] for f in record["folds"]] == [0, 1]
 
 
+KILLED_TASK_TEST = "test_a_killed_task_is_resumed_by_a_resubmitted_grid"
+
+
+@pytest.fixture(scope="module")
+def killed_task_scenario(request: pytest.FixtureRequest, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory,
+                         isolated_environ: Callable[[], dict[str, str]]) -> Iterator[Future[None] | None]:
+    """The killed-task scenario of test_a_killed_task_is_resumed_by_a_resubmitted_grid, run in a thread that
+    the USR1 test starts: each scenario holds one of the node's two CPUs and mostly waits on SLURM (the
+    requeued job alone waits for its start time), so the two overlap instead of taking 53 + 35 s one after
+    the other. Its assertions fail the killed-task test, which waits for it; None when that test is not
+    selected (nothing runs)."""
+    if not any(item.originalname == KILLED_TASK_TEST for item in request.session.items):
+        yield None
+        return
+    tmp = tmp_path_factory.mktemp("killed_task")
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="slurm-killed-task") as pool:
+        yield pool.submit(_killed_task_is_resumed, cluster, cluster.env(_submissions(tmp), isolated_environ()), tmp)
+    # leaving the pool waits for the scenario: every wait in it is bounded by TASK_TIMEOUT
+
+
 def test_usr1_stops_after_the_epoch_and_the_requeued_task_resumes(cluster: Cluster, submissions: Path,
-                                                                  tmp_path: Path) -> None:
+                                                                  tmp_path: Path,
+                                                                  killed_task_scenario: Future[None] | None) -> None:
+    # killed_task_scenario: the next test's scenario runs meanwhile, on the node's other CPU
     env = cluster.env(submissions)
     runs = tmp_path / "runs"
     script = tmp_path / "grid.sh"
@@ -211,6 +242,10 @@ def test_usr1_stops_after_the_epoch_and_the_requeued_task_resumes(cluster: Clust
     # SLURM holds a requeued job back (reason BeginTime, about two minutes); let it start sooner, but not
     # within the second slurmd revoked the old attempt's credential (it refuses that launch: "already killed")
     cluster.run("scontrol", "update", f"JobId={task}", "StartTime=now+5")
+    # once that time has passed, nothing wakes the controller until its next backfill pass (up to 30 s
+    # later: 18 s measured); a second update is an event it schedules on at once
+    time.sleep(6)
+    cluster.run("scontrol", "update", f"JobId={task}", "StartTime=now")
     cluster.wait(job, tmp_path)
 
     (log,) = tmp_path.glob(f"bmbench-grid-{job}_0.log")
@@ -226,8 +261,14 @@ def test_usr1_stops_after_the_epoch_and_the_requeued_task_resumes(cluster: Clust
     assert (history.parent / "fold.json").is_file()
 
 
-def test_a_killed_task_is_resumed_by_a_resubmitted_grid(cluster: Cluster, submissions: Path, tmp_path: Path) -> None:
-    env = cluster.env(submissions)
+def test_a_killed_task_is_resumed_by_a_resubmitted_grid(killed_task_scenario: Future[None] | None) -> None:
+    assert killed_task_scenario is not None  # this test is selected: the fixture started the scenario
+    killed_task_scenario.result()  # started with the USR1 test (or now, when that one is not selected)
+
+
+def _killed_task_is_resumed(cluster: Cluster, env: dict[str, str], tmp_path: Path) -> None:
+    """Kill a task mid-run (no USR1, no requeue), list the grid, submit it again: it resumes from the last
+    finished epoch. Runs in a thread: it reads no os.environ (``env`` is the jobs' environment)."""
     runs = tmp_path / "runs"
     grid = [*_grid_args(runs, "demo_cnn", "3", epochs=3, max_steps=10), "--cpus-per-task", "1", "--mem", "1G",
             "--time", "10:00"]
