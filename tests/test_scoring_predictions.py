@@ -12,7 +12,7 @@ import pytest
 from sklearn.metrics import f1_score
 from typer.testing import CliRunner
 
-from bmbench.classes import NUM_CLASSES
+from bmbench.classes import CLASS_CODES, NUM_CLASSES
 from bmbench.cli.main import app
 from bmbench.errors import PredictionsError, SplitIntegrityError
 from bmbench.scoring.predictions import read_predictions
@@ -294,3 +294,22 @@ def test_strict_parse_reads_valid_files_and_pandas_the_rest(write_preds: PredsWr
         a, b = getattr(one, name), getattr(other, name)
         assert (a is None) == (b is None) == (not probs if name == "probs" else False)
         assert a is None or np.array_equal(a[order], b[np.argsort(other.positions)]), name
+
+
+@pytest.mark.parametrize("strict", [True, False], ids=["pyarrow", "pandas"])
+def test_ids_made_of_digits_keep_their_leading_zeros(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     strict: bool) -> None:
+    """Ids are text on both parse paths: an all-digit id column is not read as integers ('0007' stays '0007')."""
+    from conftest import make_split
+
+    from bmbench.scoring import predictions
+
+    split = make_split({"ABE": [f"{i:04d}" for i in range(20)], "BAS": [f"0{i:04d}" for i in range(20)]})
+    members = split.members(0, "test")
+    rows = [f"{split.image_ids[p]},0,{CLASS_CODES[split.labels[p]]}" for p in members]
+    path = tmp_path / "digits.csv"
+    path.write_text("\n".join(["image_id,fold,pred", *rows]) + "\n")
+    if not strict:
+        monkeypatch.setattr(predictions, "_rows_arrow", lambda *a: None)
+    preds = read_predictions(path, split)
+    assert np.array_equal(preds.positions, members) and np.array_equal(preds.pred, split.labels[members])

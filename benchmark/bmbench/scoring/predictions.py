@@ -216,22 +216,23 @@ def _rows_arrow(data: bytes, has_probs: bool, split: Split) -> _Rows | None:
 
 
 def _rows_pandas(path: Path, data: bytes, has_probs: bool, split: Split) -> _Rows:
-    """The tolerant parse: pandas' C engine with dtype inference; raises the worded error of a file it refuses.
+    """The tolerant parse: pandas' C engine, ids and codes as text, dtype inference for the rest; raises the
+    worded error of a file it refuses.
 
-    Inference leaves ids and codes as strings and folds as integers in a valid file; anything else
-    (a non-numeric probability, a fold such as ``1.0``) is caught by the dtype checks that follow.
+    Inference leaves folds as integers and probabilities as floats in a valid file; anything else (a
+    non-numeric probability, a fold such as ``1.0``) is caught by the dtype checks that follow.
     """
     import pandas as pd
 
     names = [*BASE_COLUMNS, *(PROB_COLUMNS if has_probs else ())]
-    frame = _pandas_read(path, data, names, na_values={c: _NA_TEXT for c in PROB_COLUMNS} if has_probs else None)
+    frame = _pandas_read(path, data, names, dtype={"image_id": str, "pred": str},  # an id "0007" is text
+                         na_values={c: _NA_TEXT for c in PROB_COLUMNS} if has_probs else None)
     if len(frame) == 0:
         raise _fail(path, "the file has a header but no prediction rows")
     if has_probs and not all(pd.api.types.is_float_dtype(frame[c]) or pd.api.types.is_integer_dtype(frame[c])
                              for c in PROB_COLUMNS):
         raise _non_numeric(path, data)
-    ids, codes = (frame[c] if pd.api.types.is_string_dtype(frame[c]) else frame[c].astype(str)
-                  for c in ("image_id", "pred"))
+    ids, codes = frame["image_id"], frame["pred"]
     if pd.api.types.is_integer_dtype(frame["fold"]):
         folds = frame["fold"].to_numpy(dtype=np.int64, copy=True)
         folds[(folds < 0) | (folds >= split.folds)] = -1
