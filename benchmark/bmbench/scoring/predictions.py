@@ -101,7 +101,7 @@ def _check_header(path: Path, header_line: bytes) -> bool:
     except UnicodeDecodeError:
         raise _not_utf8(path, header_line) from None
     columns = [c.strip() for c in text.rstrip("\r").split(",")]
-    expected_all = [*BASE_COLUMNS, *PROB_COLUMNS]
+    expected_all = _column_names(has_probs=True)
     if columns in (list(BASE_COLUMNS), expected_all):
         return columns == expected_all
     want = "'image_id,fold,pred' optionally followed by all 21 probability columns p_ABE,...,p_PMO in class order"
@@ -144,7 +144,7 @@ def _non_numeric(path: Path, data: bytes) -> PredictionsError:
     """Slow path: name the probability cells that are not numbers."""
     import pandas as pd
 
-    frame = _cells(path, data, [*BASE_COLUMNS, *PROB_COLUMNS])
+    frame = _cells(path, data, _column_names(has_probs=True))
     for column in PROB_COLUMNS:
         bad = pd.to_numeric(frame[column], errors="coerce").isna() & ~frame[column].isin(_NA_TEXT)
         if bad.any():
@@ -156,6 +156,11 @@ def _non_numeric(path: Path, data: bytes) -> PredictionsError:
 
 _NA_TEXT = ["", "nan", "NaN", "NA"]
 """Probability cells read as NaN (and then refused as missing) rather than as non-numeric text."""
+
+
+def _column_names(has_probs: bool) -> list[str]:
+    """The canonical columns of a file with or without the probability columns, in order."""
+    return [*BASE_COLUMNS, *(PROB_COLUMNS if has_probs else ())]
 
 
 @dataclass(frozen=True)
@@ -189,7 +194,7 @@ def _rows_arrow(data: bytes, has_probs: bool, split: Split) -> _Rows | None:
         return None
     if data.count(b'"') % 2:  # a quote left open: pyarrow ends it at the end of the file, pandas refuses
         return None
-    names = [*BASE_COLUMNS, *(PROB_COLUMNS if has_probs else ())]
+    names = _column_names(has_probs)
     types = {"image_id": pa.string(), "fold": pa.int64(), "pred": pa.string(),
              **{column: pa.float64() for column in names[len(BASE_COLUMNS):]}}
     try:
@@ -224,7 +229,7 @@ def _rows_pandas(path: Path, data: bytes, has_probs: bool, split: Split) -> _Row
     """
     import pandas as pd
 
-    names = [*BASE_COLUMNS, *(PROB_COLUMNS if has_probs else ())]
+    names = _column_names(has_probs)
     frame = _pandas_read(path, data, names, dtype={"image_id": str, "pred": str},  # an id "0007" is text
                          na_values={c: _NA_TEXT for c in PROB_COLUMNS} if has_probs else None)
     if len(frame) == 0:
@@ -297,7 +302,7 @@ def read_predictions(path: Path, split: Split) -> Predictions:
     digest = hashlib.sha256(raw).hexdigest()
     data, has_probs = _body(path, raw)
     rows = _rows_arrow(data, has_probs, split) or _rows_pandas(path, data, has_probs, split)
-    _check_rows(path, split, rows, lambda: _cells(path, data, [*BASE_COLUMNS, *(PROB_COLUMNS if has_probs else ())]))
+    _check_rows(path, split, rows, lambda: _cells(path, data, _column_names(has_probs)))
     return Predictions(path=path, sha256=digest, positions=rows.positions, folds=rows.folds, pred=rows.pred,
                        probs=rows.probs)
 
